@@ -1,0 +1,39 @@
+# Two commands on a fresh machine:  make demo  (the pipeline on generated data)  and  make test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SPARK_SUBMIT := $(BIN)/spark-submit --properties-file conf/spark/local.conf
+DEMO ?= data/demo
+DEMO_USERS ?= 2000
+
+.PHONY: demo test test-fast java venv clean
+
+# Spark needs Java 17; install the headless JRE where no java is on the PATH.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "java not found: installing openjdk-17-jre-headless"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+	@java -version 2>&1 | head -1
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: java venv
+	$(BIN)/python jobs/generate.py --users $(DEMO_USERS) --seed 7 --output $(DEMO)/raw
+	$(SPARK_SUBMIT) jobs/prepare.py --input $(DEMO)/raw --output $(DEMO)/prepared --config conf/prepare.yaml
+
+test: java venv
+	$(BIN)/pytest
+
+test-fast: java venv
+	$(BIN)/pytest -m "not slow and not cluster"
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

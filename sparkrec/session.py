@@ -1,0 +1,11 @@
+"""The one place a SparkSession is built."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+
+def start(app_name: str) -> SparkSession:
+    """Master, memory and parallelism come from spark-submit (see conf/spark/);
+    the session time zone is pinned because Kaggle timestamps are parsed as UTC."""
+    return SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC").getOrCreate()

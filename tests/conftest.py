@@ -1,0 +1,72 @@
+"""Shared fixtures: one local[2] SparkSession per test session, real MovieLens data, job runners."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Real MovieLens data lives beside the repository (../shared/data), never inside it.
+SHARED_DATA = Path(os.environ.get("SPARKREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+ML_SMALL = SHARED_DATA / "ml-latest-small"
+
+
+def load_job(name: str):
+    """Import jobs/<name>.py as a module, so tests drive the real entry points."""
+    spec = importlib.util.spec_from_file_location(f"jobs_{name}", ROOT / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("sparkrec-tests")
+        .config("spark.driver.memory", "4g")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def ml_small() -> Path:
+    if not (ML_SMALL / "ratings.csv").is_file():
+        pytest.fail(f"real MovieLens fixture missing: {ML_SMALL} (set SPARKREC_SHARED_DATA)")
+    return ML_SMALL
+
+
+@pytest.fixture(scope="session")
+def prepare_job():
+    return load_job("prepare")
+
+
+@pytest.fixture(scope="session")
+def prepared_small(spark, ml_small, prepare_job, tmp_path_factory) -> Path:
+    """prepare's output on ml-latest-small: all 610 users, default seed and random split."""
+    output = tmp_path_factory.mktemp("prepared") / "ml-small"
+    prepare_job.main(["--input", str(ml_small), "--output", str(output), "--set", "sample_users=all"])
+    return output
+
+
+@pytest.fixture
+def ml_small_copy(ml_small, tmp_path) -> Path:
+    """A writable copy of ml-latest-small, for tests that damage their input."""
+    target = tmp_path / "ml-copy"
+    shutil.copytree(ml_small, target)
+    return target

@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPARK_SUBMIT := $(BIN)/spark-submit --properties-file conf/spark/local.conf
+# spark-submit finds Spark and starts Python workers through the PATH: use the venv's.
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYSPARK_PYTHON := $(abspath $(BIN))/python
 DEMO ?= data/demo
 DEMO_USERS ?= 2000
 

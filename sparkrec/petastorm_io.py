@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from petastorm.codecs import ScalarCodec
 from petastorm.etl.dataset_metadata import materialize_dataset
@@ -33,5 +35,9 @@ def write(spark: SparkSession, frame: DataFrame, url: str, row_group_mb: int) ->
     Scalar-only fields let Spark write the Parquet natively; materialize_dataset
     adds the Unischema to `_common_metadata` so `make_reader` can decode it.
     """
-    with materialize_dataset(spark, url, SPLIT_UNISCHEMA, row_group_mb):
-        frame.write.mode("error").parquet(url)
+    with warnings.catch_warnings():
+        # petastorm 0.13.1 uses pyarrow's legacy dataset API on purpose (pinned
+        # pyarrow 14); its FutureWarnings would bury the job's own progress lines.
+        warnings.simplefilter("ignore", FutureWarning)
+        with materialize_dataset(spark, url, SPLIT_UNISCHEMA, row_group_mb):
+            frame.write.mode("error").parquet(url)

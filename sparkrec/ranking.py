@@ -1,0 +1,102 @@
+"""Top-K ranking metrics and top-K selection, as pure numpy functions.
+
+A ranked list is an array of item ids, best first; `relevant` is the set of
+items the user is known to like. Gains are binary. Per-user metrics are
+averaged over the users who have at least one relevant item: for the others
+recall and NDCG are undefined, and counting them as zeros would reward a
+split that happens to give fewer users a liked test movie.
+"""
+
+from __future__ import annotations
+
+from typing import Collection, Iterator, Mapping
+
+import numpy as np
+
+RANKING_METRICS = ("precision", "recall", "ndcg", "map")
+
+
+def hits(ranked: np.ndarray, relevant: Collection, k: int) -> np.ndarray:
+    """Boolean per position of the first `k` items: is the item relevant?"""
+    head = np.asarray(ranked)[:k]
+    return np.isin(head, np.fromiter(relevant, dtype=head.dtype, count=len(relevant)))
+
+
+def precision_at_k(ranked: np.ndarray, relevant: Collection, k: int) -> float:
+    """Relevant items among the first `k`, over `k` (a list shorter than `k` is padded with misses)."""
+    return float(hits(ranked, relevant, k).sum()) / k
+
+
+def recall_at_k(ranked: np.ndarray, relevant: Collection, k: int) -> float:
+    """Relevant items among the first `k`, over all relevant items."""
+    return float(hits(ranked, relevant, k).sum()) / len(relevant)
+
+
+def _discounts(n: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(2, n + 2))
+
+
+def ndcg_at_k(ranked: np.ndarray, relevant: Collection, k: int) -> float:
+    """DCG of the first `k` items (gain 1 per hit, discount 1/log2(position + 1)) over the ideal DCG."""
+    found = hits(ranked, relevant, k)
+    dcg = float(_discounts(len(found))[found].sum())
+    ideal = float(_discounts(min(k, len(relevant))).sum())
+    return dcg / ideal
+
+
+def average_precision_at_k(ranked: np.ndarray, relevant: Collection, k: int) -> float:
+    """Mean of precision@i over the hit positions i <= k, divided by min(k, |relevant|)."""
+    found = hits(ranked, relevant, k)
+    precisions = np.cumsum(found) / np.arange(1, len(found) + 1)
+    return float(precisions[found].sum()) / min(k, len(relevant))
+
+
+_PER_USER = {
+    "precision": precision_at_k,
+    "recall": recall_at_k,
+    "ndcg": ndcg_at_k,
+    "map": average_precision_at_k,
+}
+
+
+def mean_ranking_metrics(lists: Mapping, relevant: Mapping[object, Collection], k: int) -> dict[str, float]:
+    """Precision, recall, NDCG and MAP at `k`, averaged over the users with a relevant item.
+
+    A user with relevant items but no list (the model ranked nothing for them)
+    scores zero on every metric.
+    """
+    users = [user for user, items in relevant.items() if len(items) > 0]
+    if not users:
+        raise ValueError("no user has a relevant item: ranking metrics are undefined")
+    empty = np.empty(0, dtype=np.int64)
+    totals = dict.fromkeys(RANKING_METRICS, 0.0)
+    for user in users:
+        ranked = lists.get(user, empty)
+        for name, metric in _PER_USER.items():
+            totals[name] += metric(ranked, relevant[user], k)
+    return {f"{name}@{k}": total / len(users) for name, total in totals.items()}
+
+
+def catalogue_coverage(lists: Mapping, catalogue_size: int, k: int) -> float:
+    """Share of the catalogue that appears in at least one user's first `k` items."""
+    shown = {int(item) for ranked in lists.values() for item in np.asarray(ranked)[:k]}
+    return len(shown) / catalogue_size
+
+
+def top_k(scores: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
+    """Column positions of each row's `k` best scores, best first, skipping `excluded` cells.
+
+    Ties go to the lower column, so with a catalogue sorted by movie id the
+    result does not depend on the platform's sort. Rows with fewer than `k`
+    eligible columns are padded with -1.
+    """
+    masked = np.where(excluded, -np.inf, scores.astype(np.float64))
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    eligible = np.take_along_axis(~excluded, order, axis=1)
+    return np.where(eligible, order, -1)
+
+
+def ranked_items(positions: np.ndarray, items: np.ndarray) -> Iterator[np.ndarray]:
+    """Per row of `top_k` positions, the item ids, padding dropped."""
+    for row in positions:
+        yield items[row[row >= 0]]

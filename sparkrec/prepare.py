@@ -194,7 +194,8 @@ def to_split_schema(frame: DataFrame, seed: int, files: int) -> DataFrame:
 def sample_users(spark: SparkSession, interactions: DataFrame, config: PrepareConfig) -> tuple[list[int], DataFrame]:
     users = sampling.sample_users(interactions, config.user_count, config.seed)
     chosen = spark.createDataFrame([(u,) for u in users], T.StructType([T.StructField(C.USER_ID, T.IntegerType())]))
-    return users, interactions.join(F.broadcast(chosen), C.USER_ID, "inner")
+    # Cached: the vocabularies, both splits and the figures all read the sample.
+    return users, interactions.join(F.broadcast(chosen), C.USER_ID, "inner").cache()
 
 
 def split(indexed: DataFrame, config: PrepareConfig) -> DataFrame:

@@ -21,10 +21,6 @@ def build(spark: SparkSession, name: str, keys: Iterable) -> DataFrame:
     return spark.createDataFrame(rows, schema).coalesce(1)
 
 
-def collect_keys(frame: DataFrame, column: str) -> list:
-    return [row[0] for row in frame.select(column).distinct().collect()]
-
-
 def lookup(frame: DataFrame, vocabulary: DataFrame, key: str, index: str) -> DataFrame:
     """Add `index` for the value in column `key`, 0 where the key is absent from the vocabulary."""
     key_col, idx_col = vocabulary.columns

@@ -1,0 +1,569 @@
+"""Training: settings, the fit loop and its callbacks, test metrics, importance, figures, outputs.
+
+jobs/train.py drives three stages: `extract` (check the prepared data),
+`transform` (fit, then measure on test) and `load` (write MODEL_DIR). Outputs
+are built in MODEL_DIR.staging and renamed into place; the resumable training
+state lives in MODEL_DIR.backup until the new model is in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import keras
+import matplotlib
+import numpy as np
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+from sparkrec import columns as C
+from sparkrec import metrics
+from sparkrec import model as M
+from sparkrec.config import ConfigError, to_dict
+from sparkrec.dataset import Feed, Holdout, Prepared, copy_vocabularies, open_prepared, parquet_files
+from sparkrec.runinfo import get_logger, library_versions, sha256_file
+from sparkrec.storage import PREVIOUS_SUFFIX, STAGING_SUFFIX
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402  (after choosing the headless backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+BACKUP_SUFFIX = ".backup"
+log = get_logger("train")
+
+# Settings left at None take the model's preset: the paper's own for `paper`.
+PRESETS = {
+    "paper": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3},
+    "deep": {"epochs": 30, "batch_size": 1024, "learning_rate": 2e-3},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Settings of jobs/train.py; conf/train.yaml documents each one."""
+
+    model: Literal["paper", "deep"] = "deep"
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    paper_loss: Literal["mse", "binary_crossentropy"] = "mse"
+    embedding_dim: int = 32
+    hidden_units: list[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.2
+    l2: float = 3e-3
+    bias_terms: bool = False
+    rating_weight: float = 1.0
+    validation_fraction: float = 0.05
+    monitor: Literal["accuracy", "auc", "loss"] = "auc"
+    patience: int = 3
+    shuffle_buffer_rows: int = 200_000
+    eval_batch_size: int = 8192
+    importance_rows: int = 100_000
+    importance_repeats: int = 3
+    seed: int = 42
+    deterministic: bool = True
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    verbose: int = 2
+
+    def validate(self) -> None:
+        checks = {
+            "epochs must be >= 1": self.epochs is None or self.epochs >= 1,
+            "batch_size must be >= 1": self.batch_size is None or self.batch_size >= 1,
+            "learning_rate must be > 0": self.learning_rate is None or self.learning_rate > 0,
+            "hidden_units needs at least one positive width": bool(self.hidden_units) and min(self.hidden_units) > 0,
+            "dropout must be in [0, 1)": 0 <= self.dropout < 1,
+            "validation_fraction must be in [0, 0.5]": 0 <= self.validation_fraction <= 0.5,
+            "patience must be >= 1": self.patience >= 1,
+            "importance_repeats must be >= 1": self.importance_repeats >= 1,
+        }
+        failed = [message for message, ok in checks.items() if not ok]
+        if failed:
+            raise ConfigError("; ".join(failed))
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every None setting replaced by the model's preset."""
+        preset = PRESETS[self.model]
+        filled = {key: preset[key] for key in preset if getattr(self, key) is None}
+        return dataclasses.replace(self, **filled)
+
+
+# ----------------------------------------------------------------- runtime
+
+
+def configure_runtime(config: TrainConfig) -> None:
+    """Threads, seeds and deterministic kernels, before TensorFlow runs its first op."""
+    try:
+        if config.intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+        if config.inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+    except RuntimeError:
+        # Only possible when TensorFlow already ran in this process (tests): keep its pools.
+        log.warning("TensorFlow is already initialised: thread settings left as they were")
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def build_model(config: TrainConfig, vocab_sizes: dict[str, int]) -> keras.Model:
+    if config.model == "paper":
+        return M.build_paper_model(vocab_sizes, loss=config.paper_loss, learning_rate=config.learning_rate)
+    return M.build_deep_model(
+        vocab_sizes,
+        embedding_dim=config.embedding_dim,
+        hidden_units=tuple(config.hidden_units),
+        dropout=config.dropout,
+        l2=config.l2,
+        bias_terms=config.bias_terms,
+        rating_weight=config.rating_weight,
+        learning_rate=config.learning_rate,
+    )
+
+
+# ----------------------------------------------------------------- feeds
+
+
+@dataclass(frozen=True)
+class Feeds:
+    """The three streams of one run and their row counts."""
+
+    train: Feed
+    validation: Feed
+    test: Feed
+    rows: dict[str, int]
+
+
+def make_feeds(prepared: Prepared, model: keras.Model, config: TrainConfig) -> Feeds:
+    """Train (shuffled, holdout removed), validation (the holdout, or test) and test feeds."""
+    inputs = {name: (M.INPUT_COLUMNS[name], tensor.dtype) for name, tensor in zip(M.input_names(model), model.inputs)}
+    targets = tuple(model.output_names)
+    train = Feed(
+        prepared.url("train"), inputs, targets, config.batch_size,
+        shuffle_seed=config.seed, buffer_rows=config.shuffle_buffer_rows,
+    )
+    test = Feed(prepared.url("test"), inputs, targets, config.eval_batch_size)
+    rows = {"train": prepared.rows["train"], "test": prepared.rows["test"]}
+    if config.validation_fraction == 0:
+        # The paper's protocol: the test split doubles as the validation set.
+        rows["validation"] = rows["test"]
+        return Feeds(train, test, test, rows)
+    holdout = Holdout(config.validation_fraction, config.seed)
+    rows["validation"] = holdout.count(prepared.root / "train")
+    rows["train"] -= rows["validation"]
+    train = dataclasses.replace(train, holdout=holdout)
+    validation = dataclasses.replace(test, url=prepared.url("train"), holdout=holdout, keep_holdout=True)
+    return Feeds(train, validation, test, rows)
+
+
+# ----------------------------------------------------------------- callbacks
+
+
+class RowsPerSecond(keras.callbacks.Callback):
+    """Adds `rows_per_s` (training rows over training time, validation excluded) to each epoch's logs."""
+
+    def __init__(self, rows: int):
+        super().__init__()
+        self.rows = rows
+        self.started = self.finished = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.finished = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["rows_per_s"] = self.rows / max(self.finished - self.started, 1e-9)
+
+
+class TestMetrics(keras.callbacks.Callback):
+    """Evaluates the test split after every epoch (the paper's Figure 4 plots it), as `test_*` logs."""
+
+    def __init__(self, dataset: tf.data.Dataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def on_epoch_end(self, epoch, logs=None):
+        results = self.model.evaluate(self.dataset, verbose=0, return_dict=True)
+        logs.update({f"test_{name}": float(value) for name, value in results.items()})
+
+
+class EpochState(keras.callbacks.Callback):
+    """Early stopping with best-weights restore, whose state survives a killed run.
+
+    After each epoch it appends the epoch's logs to `state.json` and, on an
+    improvement of `monitor`, saves `best.weights.h5`, both in `directory`.
+    It runs before BackupAndRestore saves its checkpoint, so a resumed run
+    finds every epoch Keras will not redo; epochs it will redo are dropped.
+    The best value and the patience count are replayed from the kept logs.
+    """
+
+    def __init__(self, directory: Path, monitor: str, mode: Literal["min", "max"], patience: int, first_epoch: int):
+        super().__init__()
+        self.directory = directory
+        self.monitor = monitor
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.patience = patience
+        self.history = [entry for entry in self.saved_history() if entry["epoch"] < first_epoch]
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / "state.json"
+
+    @property
+    def weights_path(self) -> Path:
+        return self.directory / "best.weights.h5"
+
+    def saved_history(self) -> list[dict]:
+        if not self.state_path.is_file():
+            return []
+        return json.loads(self.state_path.read_text())["history"]
+
+    def best(self) -> dict | None:
+        """The kept epoch with the best monitored value (the earliest on ties)."""
+        if not self.history:
+            return None
+        return max(self.history, key=lambda entry: (self.sign * entry[self.monitor], -entry["epoch"]))
+
+    @property
+    def stopped(self) -> bool:
+        best = self.best()
+        return best is not None and self.history[-1]["epoch"] - best["epoch"] >= self.patience
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append({"epoch": epoch, **{key: float(value) for key, value in logs.items()}})
+        if self.best()["epoch"] == epoch:
+            self.model.save_weights(self.weights_path, overwrite=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"monitor": self.monitor, "history": self.history}, indent=1))
+        os.replace(temporary, self.state_path)
+        if self.stopped:
+            self.model.stop_training = True
+
+    def restore_best(self) -> None:
+        if self.weights_path.is_file():
+            self.model.load_weights(self.weights_path)
+
+
+def resumed_epoch(backup_dir: Path) -> int:
+    """The epoch BackupAndRestore will resume at: the count of epochs in its checkpoint.
+
+    Read from the callback's own metadata file so the input pipeline starts at
+    the very epoch Keras starts at.
+    """
+    metadata = backup_dir / "keras" / "training_metadata.json"
+    if not metadata.is_file():
+        return 0
+    return int(json.loads(metadata.read_text())["epoch"])
+
+
+def tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
+    """The TensorBoard callback, or none (with a warning) where the tensorboard package is missing."""
+    if importlib.util.find_spec("tensorboard") is None:
+        log.warning("tensorboard is not installed: no TensorBoard logs in %s", log_dir)
+        return []
+    return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False)]
+
+
+def monitor_key(model: keras.Model, config: TrainConfig) -> tuple[str, Literal["min", "max"]]:
+    """The validation log key early stopping watches, and whether higher is better."""
+    if config.monitor == "loss":
+        return f"val_{M.like_metric_key(model, 'loss')}", "min"
+    return f"val_{M.like_metric_key(model, config.monitor)}", "max"
+
+
+def prepare_backup(backup_dir: Path, fingerprint: dict) -> None:
+    """Keep the backup only if it was made by the same settings on the same data."""
+    path = backup_dir / "fingerprint.json"
+    if backup_dir.exists() and (not path.is_file() or json.loads(path.read_text()) != fingerprint):
+        log.warning("discarding %s: it was made with other settings or data", backup_dir)
+        shutil.rmtree(backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
+
+
+# ----------------------------------------------------------------- fit
+
+
+@dataclass
+class Trained:
+    """What `transform` hands to `load`."""
+
+    model: keras.Model
+    config: TrainConfig
+    feeds: Feeds
+    history: list[dict]
+    best_epoch: int
+    metrics: dict
+    importance: dict
+    seconds: dict[str, float]
+
+
+def fit(model: keras.Model, feeds: Feeds, config: TrainConfig, backup_dir: Path, log_dir: Path) -> EpochState:
+    """Train with early stopping and per-epoch backups; leave the best epoch's weights in `model`."""
+    first_epoch = resumed_epoch(backup_dir)
+    monitor, mode = monitor_key(model, config)
+    state = EpochState(backup_dir, monitor, mode, config.patience, first_epoch)
+    state.set_model(model)
+    if first_epoch:
+        log.info("resuming from %s after epoch %d", backup_dir, first_epoch)
+    if first_epoch < config.epochs and not state.stopped:
+        callbacks = [
+            RowsPerSecond(feeds.rows["train"]),
+            TestMetrics(feeds.test.dataset(feeds.rows["test"])),
+            state,
+            keras.callbacks.BackupAndRestore(str(backup_dir / "keras"), delete_checkpoint=False),
+            *tensorboard(log_dir),
+        ]
+        model.fit(
+            feeds.train.dataset(feeds.rows["train"], first_epoch, config.epochs),
+            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=-(-feeds.rows["train"] // config.batch_size),
+            validation_data=feeds.validation.dataset(feeds.rows["validation"]),
+            callbacks=callbacks,
+            shuffle=False,  # the feed shuffles; Keras cannot shuffle a tf.data stream
+            verbose=config.verbose,
+        )
+    state.restore_best()
+    return state
+
+
+def feed_arrays(feed: Feed, limit: int | None = None) -> tuple[dict, dict]:
+    """Inputs and targets of a feed as whole numpy arrays (its first `limit` rows)."""
+    xs, ys, seen = [], [], 0
+    for x, y in feed.batches():
+        xs.append(x)
+        ys.append(y)
+        seen += len(next(iter(y.values())))
+        if limit is not None and seen >= limit:
+            break
+    x = {name: np.concatenate([part[name] for part in xs])[:limit] for name in xs[0]}
+    y = {name: np.concatenate([part[name] for part in ys])[:limit].ravel() for name in ys[0]}
+    return x, y
+
+
+def predict(model: keras.Model, x: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    outputs = model.predict(x, batch_size=batch_size, verbose=0)
+    return {name: np.asarray(values).ravel() for name, values in outputs.items()}
+
+
+def test_metrics(model: keras.Model, feeds: Feeds, config: TrainConfig, train_like_rate: float) -> dict:
+    """Exact test metrics of the restored model, with the majority-class baseline beside them."""
+    x, y = feed_arrays(feeds.test)
+    predicted = predict(model, x, config.eval_batch_size)
+    majority_class = 1.0 if train_like_rate >= 0.5 else 0.0
+    result = {
+        M.LIKE_OUTPUT: metrics.classification_report(y[C.LIKE], predicted[M.LIKE_OUTPUT]),
+        "baselines": {"majority_accuracy": float(np.mean(y[C.LIKE] == majority_class))},
+    }
+    if M.RATING_OUTPUT in predicted:
+        result[M.RATING_OUTPUT] = metrics.regression_report(y[C.RATING], predicted[M.RATING_OUTPUT])
+    return result
+
+
+def train_like_rate(prepared: Prepared) -> float:
+    """Share of likes among training rows, read column-wise from the Parquet files."""
+    likes = [pq.read_table(path, columns=[C.LIKE])[C.LIKE].to_numpy() for path in parquet_files(prepared.root / "train")]
+    return float(np.concatenate(likes).mean())
+
+
+def permutation_importance(model: keras.Model, feed: Feed, config: TrainConfig) -> dict:
+    """Drop in test accuracy and AUC when one input's rows are shuffled, averaged over repeats."""
+    x, y = feed_arrays(feed, limit=config.importance_rows)
+    labels = y[C.LIKE]
+    base = predict(model, x, config.eval_batch_size)[M.LIKE_OUTPUT]
+    baseline = {"accuracy": metrics.accuracy(labels, base), "auc": metrics.roc_auc(labels, base)}
+    rng = np.random.default_rng(config.seed)
+    result = {}
+    for name in M.input_names(model):
+        drops = []
+        for _ in range(config.importance_repeats):
+            shuffled = {**x, name: x[name][rng.permutation(len(labels))]}
+            p = predict(model, shuffled, config.eval_batch_size)[M.LIKE_OUTPUT]
+            drops.append((baseline["accuracy"] - metrics.accuracy(labels, p), baseline["auc"] - metrics.roc_auc(labels, p)))
+        accuracy_drop, auc_drop = np.mean(drops, axis=0)
+        result[name] = {"columns": list(M.INPUT_COLUMNS[name]), "accuracy_drop": float(accuracy_drop), "auc_drop": float(auc_drop)}
+    ranked = dict(sorted(result.items(), key=lambda item: -item[1]["auc_drop"]))
+    return {"rows": int(len(labels)), "repeats": config.importance_repeats, "baseline": baseline, "inputs": ranked}
+
+
+# ----------------------------------------------------------------- stages
+
+
+def extract(data_dir: str | Path) -> Prepared:
+    """Open and check the prepared data (raises DataError with a one-line reason)."""
+    return open_prepared(data_dir)
+
+
+def transform(prepared: Prepared, config: TrainConfig, staging: Path, backup_dir: Path) -> Trained:
+    """Fit, then measure the restored model on test: metrics and permutation importance."""
+    seconds = {}
+    started = time.perf_counter()
+    model = build_model(config, prepared.vocab_sizes)
+    feeds = make_feeds(prepared, model, config)
+    prepare_backup(backup_dir, fingerprint(prepared, config))
+    log.info(
+        "model %s: %s parameters; %s train / %s validation / %s test rows",
+        config.model, f"{model.count_params():,}", f"{feeds.rows['train']:,}",
+        f"{feeds.rows['validation']:,}", f"{feeds.rows['test']:,}",
+    )
+    state = fit(model, feeds, config, backup_dir, staging / "logs")
+    seconds["fit"] = time.perf_counter() - started
+    started = time.perf_counter()
+    measured = test_metrics(model, feeds, config, train_like_rate(prepared))
+    importance = permutation_importance(model, feeds.test, config)
+    seconds["evaluate"] = time.perf_counter() - started
+    return Trained(model, config, feeds, state.history, state.best()["epoch"], measured, importance, seconds)
+
+
+def load(trained: Trained, prepared: Prepared, staging: Path, command: list[str]) -> dict:
+    """Write the model and everything needed to trust and reuse it into `staging`."""
+    trained.model.save(staging / "model.keras")
+    copy_vocabularies(prepared, staging)
+    document = metrics_document(trained)
+    write_json(staging / "metrics.json", document)
+    write_json(staging / "importance.json", trained.importance)
+    write_json(staging / "run.json", run_document(trained, prepared, command))
+    (staging / "figures").mkdir(exist_ok=True)
+    plot_history(trained.history, trained.model, trained.best_epoch, staging / "figures" / "training.png")
+    plot_importance(trained.importance, staging / "figures" / "importance.png")
+    return document
+
+
+def fingerprint(prepared: Prepared, config: TrainConfig) -> dict:
+    """What a backup must match to be resumed: the settings and the exact prepared data."""
+    return {
+        "config": to_dict(config),
+        "data": str(prepared.root.resolve()),
+        "manifest_sha256": sha256_file(prepared.root / "manifest.json"),
+    }
+
+
+def metrics_document(trained: Trained) -> dict:
+    history = trained.history
+    return {
+        "model": trained.config.model,
+        "test": trained.metrics,
+        "best_epoch": trained.best_epoch + 1,
+        "epochs_run": len(history),
+        "monitor": monitor_key(trained.model, trained.config)[0],
+        "rows": trained.feeds.rows,
+        "rows_per_s": float(np.mean([entry["rows_per_s"] for entry in history])) if history else None,
+        "history": history,
+    }
+
+
+def run_document(trained: Trained, prepared: Prepared, command: list[str]) -> dict:
+    return {
+        "command": command,
+        "config": to_dict(trained.config),
+        "seed": trained.config.seed,
+        "versions": library_versions(),
+        "data": {
+            "path": str(prepared.root.resolve()),
+            "manifest_sha256": sha256_file(prepared.root / "manifest.json"),
+            "vocab_sizes": prepared.vocab_sizes,
+            "rows": prepared.rows,
+            "prepare_config": prepared.manifest.get("config"),
+        },
+        "parameters": int(trained.model.count_params()),
+        "seconds": {name: round(value, 3) for name, value in trained.seconds.items()},
+    }
+
+
+def write_json(path: Path, document: dict) -> None:
+    path.write_text(json.dumps(document, indent=2, allow_nan=True) + "\n")
+
+
+def summary_line(document: dict, output: Path, seconds: float) -> str:
+    like = document["test"][M.LIKE_OUTPUT]
+    return (
+        f"train: {document['model']} model, {document['epochs_run']} epochs (best {document['best_epoch']}), "
+        f"test accuracy {like['accuracy']:.4f} AUC {like['auc']:.4f} log loss {like['log_loss']:.4f}, "
+        f"{document['rows_per_s'] or 0:,.0f} rows/s, {seconds:.0f}s -> {output}"
+    )
+
+
+# ----------------------------------------------------------------- figures
+
+
+def plot_history(history: list[dict], model: keras.Model, best_epoch: int, path: Path) -> None:
+    """Accuracy and loss per epoch on train, validation and test: the paper's Figure 4."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [entry["epoch"] + 1 for entry in history]
+    for axis, metric in zip(axes, ("accuracy", "loss")):
+        key = M.like_metric_key(model, metric)
+        for prefix, label in (("", "train"), ("val_", "validation"), ("test_", "test")):
+            values = [entry.get(prefix + key) for entry in history]
+            if all(value is not None for value in values):
+                axis.plot(epochs, values, marker="o", label=label)
+        axis.axvline(best_epoch + 1, color="grey", linestyle=":", label="kept epoch")
+        axis.set_title(f"like {metric}")
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_importance(importance: dict, path: Path) -> None:
+    names = list(importance["inputs"])[::-1]
+    drops = [importance["inputs"][name]["auc_drop"] for name in names]
+    figure, axis = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
+    axis.barh(names, drops)
+    axis.set_xlabel("test AUC drop when the input is shuffled")
+    axis.set_title(f"Permutation importance ({importance['rows']:,} test rows)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# ----------------------------------------------------------------- atomic output
+
+
+def recover(output: Path) -> None:
+    """Finish or undo a swap that a crash interrupted between its two renames."""
+    previous = output.with_name(output.name + PREVIOUS_SUFFIX)
+    if previous.exists():
+        if output.exists():
+            shutil.rmtree(previous)
+        else:
+            previous.rename(output)
+
+
+@contextmanager
+def staged_directory(output: Path) -> Iterator[Path]:
+    """Yield an empty staging sibling of `output`; on success swap it into `output` by rename.
+
+    On an exception `output` is untouched; the next run clears the staging directory.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    recover(output)
+    staging = output.with_name(output.name + STAGING_SUFFIX)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    yield staging
+    previous = output.with_name(output.name + PREVIOUS_SUFFIX)
+    if output.exists():
+        output.rename(previous)
+    staging.rename(output)
+    if previous.exists():
+        shutil.rmtree(previous)
+
+
+def backup_path(output: Path) -> Path:
+    return output.with_name(output.name + BACKUP_SUFFIX)

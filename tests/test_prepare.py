@@ -191,14 +191,17 @@ def test_kaggle_layout_gives_the_same_sample(prepare_job, ml_small, tmp_path):
 
 @pytest.mark.slow
 def test_same_sample_split_and_vocab_whatever_the_partitioning(spark, prepare_job, ml_small, tmp_path):
+    """The second run also reads its CSVs from the raw cache the first one filled."""
     outputs = []
+    cache = tmp_path / "raw-cache"
     for partitions in ("3", "11"):
         spark.conf.set("spark.sql.shuffle.partitions", partitions)
         output = tmp_path / f"p{partitions}"
         prepare_job.main(["--input", str(ml_small), "--output", str(output), "--set", "sample_users=100",
-                          "--set", "figures=false"])
+                          "--set", "figures=false", "--set", f"raw_cache={cache}"])
         outputs.append(output)
     spark.conf.set("spark.sql.shuffle.partitions", "4")
+    assert sorted(p.name.split("-")[1] for p in cache.iterdir()) == ["links", "movies", "ratings", "tags"]
     first, second = outputs
     assert manifest(first)["sampled_user_ids_sha256"] == manifest(second)["sampled_user_ids_sha256"]
     assert manifest(first)["rows"]["sampled_users"] == 100

@@ -40,3 +40,13 @@ test-fast: java venv
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
+
+.PHONY: package test-cluster
+
+# What a cluster needs, in dist/: sparkrec.zip for --py-files, env.tar.gz for --archives (docs/cluster.md).
+package: venv
+	scripts/package.sh
+
+# The jobs on real Spark clusters on loopback (standalone master and workers, local-cluster).
+test-cluster: java venv
+	$(BIN)/pytest -m cluster

@@ -24,6 +24,7 @@ import tensorflow as tf
 from petastorm import make_batch_reader
 
 from sparkrec import columns as C
+from sparkrec.runinfo import get_logger
 
 SPLITS = ("train", "test")
 # Which vocabulary (manifest vocab_sizes key) bounds each index column.
@@ -36,6 +37,8 @@ INDEX_VOCABULARY = {
     **{column: "tag" for column in C.TAG_IDX_COLUMNS},
 }
 VOCABULARY_NAMES = tuple(sorted(set(INDEX_VOCABULARY.values())))
+READ_ATTEMPTS = 5
+log = get_logger("dataset")
 
 # petastorm 0.13.1 on the pinned pyarrow 14 warns, from its reader threads, about
 # its own use of pyarrow's legacy dataset API, and suggests make_reader for any
@@ -57,8 +60,8 @@ class Prepared:
     vocab_sizes: dict[str, int]
     rows: dict[str, int]
 
-    def url(self, split: str) -> str:
-        return (self.root / split).resolve().as_uri()
+    def split(self, name: str) -> Path:
+        return self.root / name
 
 
 def open_prepared(root: str | Path) -> Prepared:
@@ -191,7 +194,7 @@ class Feed:
     `holdout` with `keep_holdout` selects which side of a Holdout this feed serves.
     """
 
-    url: str
+    path: Path
     inputs: Mapping[str, tuple[Sequence[str], str]]
     targets: Sequence[str]
     batch_size: int
@@ -207,10 +210,30 @@ class Feed:
         return list(dict.fromkeys(needed))
 
     def chunks(self, epoch: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """Row groups as column dicts, in read order, holdout rows kept or dropped."""
+        """Row groups as column dicts, in read order, holdout rows kept or dropped.
+
+        petastorm 0.13.1's thread pool can report the end of data before its
+        ventilator thread has queued the first row group: a reader then yields
+        nothing. Such a reader is reopened; any other short read is an error,
+        never a silently smaller epoch.
+        """
+        expected = split_rows(self.path)
+        for _ in range(READ_ATTEMPTS):
+            read = 0
+            for chunk in self.read_once(epoch):
+                read += chunk_rows(chunk)
+                yield self.select(chunk)
+            if read == expected:
+                return
+            if read:
+                raise DataError(f"petastorm returned {read} of the {expected} rows of {self.path}")
+            log.warning("petastorm reader of %s ended before its first row group; reopening it", self.path)
+        raise DataError(f"petastorm returned no rows of {self.path} in {READ_ATTEMPTS} attempts")
+
+    def read_once(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         shuffle = self.shuffle_seed is not None
         reader = make_batch_reader(
-            self.url,
+            self.path.resolve().as_uri(),
             schema_fields=[re.escape(column) for column in self.columns()],
             # One worker keeps the row-group order the seeded ventilator chose: reproducible.
             workers_count=1,
@@ -222,14 +245,17 @@ class Feed:
         # stop + join rather than `with reader`: its __exit__ prints a line per reader to stdout.
         try:
             for group in reader:
-                chunk = group._asdict()
-                if self.holdout is not None:
-                    held = self.holdout.mask(chunk[C.USER_IDX], chunk[C.MOVIE_IDX])
-                    chunk = take(chunk, held if self.keep_holdout else ~held)
-                yield chunk
+                yield group._asdict()
         finally:
             reader.stop()
             reader.join()
+
+    def select(self, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The rows of a chunk on this feed's side of the holdout."""
+        if self.holdout is None:
+            return chunk
+        held = self.holdout.mask(chunk[C.USER_IDX], chunk[C.MOVIE_IDX])
+        return take(chunk, held if self.keep_holdout else ~held)
 
     def rows(self, epoch: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Chunks of rows, permuted over the shuffle buffer when shuffling."""
@@ -276,6 +302,11 @@ class Feed:
         dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches_per_epoch * (epochs - first_epoch)))
         return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def split_rows(split_dir: Path) -> int:
+    """Rows in a split, from the Parquet footers."""
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in parquet_files(split_dir))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -148,20 +148,20 @@ def make_feeds(prepared: Prepared, model: keras.Model, config: TrainConfig) -> F
     inputs = {name: (M.INPUT_COLUMNS[name], tensor.dtype) for name, tensor in zip(M.input_names(model), model.inputs)}
     targets = tuple(model.output_names)
     train = Feed(
-        prepared.url("train"), inputs, targets, config.batch_size,
+        prepared.split("train"), inputs, targets, config.batch_size,
         shuffle_seed=config.seed, buffer_rows=config.shuffle_buffer_rows,
     )
-    test = Feed(prepared.url("test"), inputs, targets, config.eval_batch_size)
+    test = Feed(prepared.split("test"), inputs, targets, config.eval_batch_size)
     rows = {"train": prepared.rows["train"], "test": prepared.rows["test"]}
     if config.validation_fraction == 0:
         # The paper's protocol: the test split doubles as the validation set.
         rows["validation"] = rows["test"]
         return Feeds(train, test, test, rows)
     holdout = Holdout(config.validation_fraction, config.seed)
-    rows["validation"] = holdout.count(prepared.root / "train")
+    rows["validation"] = holdout.count(prepared.split("train"))
     rows["train"] -= rows["validation"]
     train = dataclasses.replace(train, holdout=holdout)
-    validation = dataclasses.replace(test, url=prepared.url("train"), holdout=holdout, keep_holdout=True)
+    validation = dataclasses.replace(test, path=prepared.split("train"), holdout=holdout, keep_holdout=True)
     return Feeds(train, validation, test, rows)
 
 
@@ -184,6 +184,25 @@ class RowsPerSecond(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["rows_per_s"] = self.rows / max(self.finished - self.started, 1e-9)
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Re-seeds every layer's random generator (dropout) from (seed, epoch) as each epoch begins.
+
+    Keras checkpoints do not carry the generators' state; seeding per epoch
+    makes a resumed epoch draw the very masks an uninterrupted run draws.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for index, layer in enumerate(self.model.layers):
+            generator = getattr(layer, "seed_generator", None)
+            if generator is not None:
+                start = np.random.default_rng([self.seed, epoch, index]).integers(2**31 - 1)
+                generator.state.assign(np.array([start, 0], dtype=generator.state.dtype))
 
 
 class TestMetrics(keras.callbacks.Callback):
@@ -320,6 +339,7 @@ def fit(model: keras.Model, feeds: Feeds, config: TrainConfig, backup_dir: Path,
         log.info("resuming from %s after epoch %d", backup_dir, first_epoch)
     if first_epoch < config.epochs and not state.stopped:
         callbacks = [
+            EpochSeeds(config.seed),
             RowsPerSecond(feeds.rows["train"]),
             TestMetrics(feeds.test.dataset(feeds.rows["test"])),
             state,
@@ -375,7 +395,7 @@ def test_metrics(model: keras.Model, feeds: Feeds, config: TrainConfig, train_li
 
 def train_like_rate(prepared: Prepared) -> float:
     """Share of likes among training rows, read column-wise from the Parquet files."""
-    likes = [pq.read_table(path, columns=[C.LIKE])[C.LIKE].to_numpy() for path in parquet_files(prepared.root / "train")]
+    likes = [pq.read_table(path, columns=[C.LIKE])[C.LIKE].to_numpy() for path in parquet_files(prepared.split("train"))]
     return float(np.concatenate(likes).mean())
 
 

@@ -1,0 +1,234 @@
+"""jobs/train.py on prepare's output for ml-latest-small: outputs, reproducibility, resume, bad inputs.
+
+Runs are kept tiny (a small deep model, two epochs at batch 1024) so the file
+stays well under three minutes on two cores; quality is measured in docs/results.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from sparkrec import columns as C
+from sparkrec import model as M
+from sparkrec import training
+from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
+
+from conftest import ROOT, load_job
+
+training.configure_runtime(training.TrainConfig(intra_op_threads=2, inter_op_threads=1))
+
+TINY = [
+    "--set", "epochs=2",
+    "--set", "embedding_dim=16",
+    "--set", "hidden_units=32",
+    "--set", "importance_rows=3000",
+    "--set", "importance_repeats=1",
+    "--set", "eval_batch_size=4096",
+    "--set", "shuffle_buffer_rows=40000",
+    "--set", "verbose=0",
+]
+
+
+@pytest.fixture(scope="module")
+def train_job():
+    return load_job("train")
+
+
+def train(job, data: Path, output: Path, *overrides: str) -> dict:
+    return job.main(["--data", str(data), "--output", str(output), *TINY, *overrides])
+
+
+@pytest.fixture(scope="module")
+def trained(train_job, prepared_small, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("trained") / "model"
+    train(train_job, prepared_small, output)
+    return output
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def without_timings(history: list[dict]) -> list[dict]:
+    return [{key: value for key, value in entry.items() if key != "rows_per_s"} for entry in history]
+
+
+def test_training_beats_the_majority_baseline_and_writes_every_output(trained, prepared_small):
+    document = read_json(trained / "metrics.json")
+    like = document["test"][M.LIKE_OUTPUT]
+    manifest = read_json(prepared_small / "manifest.json")
+    assert like["rows"] == manifest["rows"]["test"]
+    assert document["rows"]["train"] + document["rows"]["validation"] == manifest["rows"]["train"]
+    assert like["accuracy"] > document["test"]["baselines"]["majority_accuracy"] + 0.05
+    assert 0 < document["test"][M.RATING_OUTPUT]["rmse"] < 1.2
+    assert [entry["epoch"] for entry in document["history"]] == [0, 1]
+    assert all(entry["rows_per_s"] > 0 and "test_like_accuracy" in entry for entry in document["history"])
+
+    model = M.load(trained / "model.keras")
+    assert model.count_params() == read_json(trained / "run.json")["parameters"]
+    assert read_json(trained / "vocab_sizes.json") == manifest["vocab_sizes"]
+    assert sorted(p.name for p in (trained / "vocab").iterdir()) == ["genre", "movie", "tag", "user", "year"]
+    assert set(read_json(trained / "importance.json")["inputs"]) == set(M.DEEP_INPUTS)
+    assert (trained / "figures" / "training.png").stat().st_size > 10_000
+    assert (trained / "figures" / "importance.png").stat().st_size > 10_000
+    assert list((trained / "logs" / "train").glob("events.out.tfevents.*"))
+    run = read_json(trained / "run.json")
+    assert run["config"]["model"] == "deep" and run["config"]["batch_size"] == 1024 and run["seed"] == 42
+    assert {"tensorflow-cpu", "keras", "petastorm"} <= set(run["versions"])
+    siblings = sorted(p.name for p in trained.parent.iterdir())
+    assert siblings == ["model"], "staging and backup directories are gone after success"
+
+
+def test_a_second_run_reproduces_the_metrics_exactly(trained, train_job, prepared_small, tmp_path):
+    again = tmp_path / "again"
+    train(train_job, prepared_small, again)
+    first, second = read_json(trained / "metrics.json"), read_json(again / "metrics.json")
+    assert second["test"] == first["test"]
+    assert without_timings(second["history"]) == without_timings(first["history"])
+
+
+class Interrupt(RuntimeError):
+    pass
+
+
+def test_a_killed_run_resumes_from_its_last_epoch_and_keeps_the_previous_model(
+    trained, train_job, prepared_small, tmp_path, monkeypatch
+):
+    output = tmp_path / "model"
+    shutil.copytree(trained, output)
+    previous = (output / "metrics.json").read_text()
+
+    class DiesInSecondEpoch(training.RowsPerSecond):
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            if self.model.optimizer.iterations.numpy() > self.params["steps"] + 5:
+                raise Interrupt("killed")
+
+    monkeypatch.setattr(training, "RowsPerSecond", DiesInSecondEpoch)
+    with pytest.raises(Interrupt):
+        train(train_job, prepared_small, output)
+    assert (output / "metrics.json").read_text() == previous, "a failed run leaves the previous model untouched"
+    backup = training.backup_path(output)
+    assert training.resumed_epoch(backup) == 1
+    assert [e["epoch"] for e in read_json(backup / "state.json")["history"]] == [0]
+
+    monkeypatch.undo()
+    resumed = train(train_job, prepared_small, output)
+    uninterrupted = read_json(trained / "metrics.json")
+    assert [e["epoch"] for e in resumed["history"]] == [0, 1]
+    assert without_timings(resumed["history"]) == without_timings(uninterrupted["history"])
+    assert resumed["test"] == uninterrupted["test"], "the resumed run is the uninterrupted run"
+    assert not backup.exists()
+
+
+
+def test_paper_model_trains_with_test_as_validation(train_job, prepared_small, tmp_path):
+    document = train(
+        train_job, prepared_small, tmp_path / "paper",
+        "--set", "model=paper", "--set", "epochs=1", "--set", "batch_size=1024", "--set", "validation_fraction=0",
+    )
+    assert document["rows"]["validation"] == document["rows"]["test"]
+    assert document["monitor"] == "val_auc"
+    assert set(document["test"]) == {M.LIKE_OUTPUT, "baselines"}
+    assert document["test"][M.LIKE_OUTPUT]["accuracy"] > document["test"]["baselines"]["majority_accuracy"]
+
+
+# ----------------------------------------------------------------- the feed
+
+
+def split_keys(prepared: Path, split: str) -> set[tuple[int, int]]:
+    table = pq.read_table(prepared / split, columns=[C.USER_IDX, C.MOVIE_IDX])
+    return set(zip(table[C.USER_IDX].to_pylist(), table[C.MOVIE_IDX].to_pylist()))
+
+
+def keys_of(feed: Feed, epoch: int) -> list[tuple[int, int]]:
+    keys = []
+    for x, _ in feed.batches(epoch):
+        keys += list(zip(x[C.USER_IDX][:, 0].tolist(), x[C.MOVIE_IDX][:, 0].tolist()))
+    return keys
+
+
+def test_feed_serves_each_row_once_per_epoch_in_a_seeded_order(prepared_small):
+    inputs = {name: (M.INPUT_COLUMNS[name], "int32") for name in (C.USER_IDX, C.MOVIE_IDX)}
+    feed = Feed(prepared_small / "train", inputs, (C.LIKE,), batch_size=1000, shuffle_seed=3, buffer_rows=30_000)
+    first, again, second = keys_of(feed, 0), keys_of(feed, 0), keys_of(feed, 1)
+    everything = split_keys(prepared_small, "train")
+    assert len(first) == len(everything) and set(first) == everything
+    assert first == again and first != second and set(second) == everything
+
+
+def test_holdout_splits_train_disjointly_by_a_stable_hash(prepared_small):
+    holdout = Holdout(0.05, seed=42)
+    inputs = {C.USER_IDX: ((C.USER_IDX,), "int32"), C.MOVIE_IDX: ((C.MOVIE_IDX,), "int32")}
+    train = prepared_small / "train"
+    kept = keys_of(Feed(train, inputs, (), 4096, holdout=holdout), 0)
+    held = keys_of(Feed(train, inputs, (), 4096, holdout=holdout, keep_holdout=True), 0)
+    assert not set(kept) & set(held)
+    assert set(kept) | set(held) == split_keys(prepared_small, "train")
+    assert len(held) == holdout.count(prepared_small / "train")
+    assert 0.04 < len(held) / (len(kept) + len(held)) < 0.06
+
+
+def test_shuffle_buffer_bounds_the_rows_held_at_once():
+    chunks = ({"a": np.arange(start, start + 700)} for start in range(0, 7000, 700))
+    emitted = list(shuffle_buffered(chunks, buffer_rows=2000, rng=np.random.default_rng(0)))
+    assert max(len(chunk["a"]) for chunk in emitted) <= 2000 + 700
+    assert sorted(np.concatenate([chunk["a"] for chunk in emitted])) == list(range(7000))
+
+
+# ----------------------------------------------------------------- bad inputs
+
+
+def damaged_copy(prepared: Path, target: Path) -> Path:
+    shutil.copytree(prepared, target, ignore=shutil.ignore_patterns("interactions", "figures", "quarantine"))
+    return target
+
+
+def shrink_user_vocabulary(data: Path) -> str:
+    manifest = read_json(data / "manifest.json")
+    manifest["vocab_sizes"]["user"] -= 1
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    return "user_idx spans 1..610 but the manifest's 'user' vocabulary has 610 entries"
+
+
+def remove_manifest(data: Path) -> str:
+    (data / "manifest.json").unlink()
+    return "manifest.json is missing"
+
+
+def empty_test_split(data: Path) -> str:
+    files = sorted((data / "test").glob("*.parquet"))
+    empty = pq.read_table(files[0]).slice(0, 0)
+    for path in files:
+        path.unlink()
+    pq.write_table(empty, data / "test" / "part-00000.parquet")
+    return "split test/ under"
+
+
+@pytest.mark.parametrize("damage", [shrink_user_vocabulary, remove_manifest, empty_test_split])
+def test_bad_prepared_data_is_refused_with_one_line(damage, prepared_small, tmp_path):
+    data = damaged_copy(prepared_small, tmp_path / "data")
+    expected = damage(data)
+    with pytest.raises(DataError) as caught:
+        open_prepared(data)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_job_exits_non_zero_with_a_one_line_reason(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(missing), "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"train: no prepared dataset at {missing}"
+    assert not (tmp_path / "out").exists()

@@ -31,6 +31,9 @@ $(VENV)/.installed: pyproject.toml
 demo: java venv
 	$(BIN)/python jobs/generate.py --users $(DEMO_USERS) --seed 7 --output $(DEMO)/raw
 	$(SPARK_SUBMIT) jobs/prepare.py --input $(DEMO)/raw --output $(DEMO)/prepared --config conf/prepare.yaml
+	$(BIN)/python jobs/train.py --data $(DEMO)/prepared --output $(DEMO)/model --config conf/train.yaml
+	$(SPARK_SUBMIT) jobs/score.py --data $(DEMO)/prepared --model $(DEMO)/model --output $(DEMO)/scores \
+	    --config conf/score.yaml
 
 test: java venv
 	$(BIN)/pytest

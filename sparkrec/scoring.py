@@ -645,7 +645,7 @@ class Payload:
     model inputs.
     """
 
-    key: tuple[str, str, str]  # (model path, model sha256, path)
+    key: tuple  # (model path, model sha256, data path, path, output name): what the scorer is built from
     movie_ids: np.ndarray  # catalogue movieIds, ascending: column j of every score matrix
     factorized: Factorized | None = None
     model_bytes: bytes | None = None
@@ -673,9 +673,9 @@ def _single_threaded_tensorflow() -> None:
         pass  # TensorFlow already ran in this worker: its pools are fixed
 
 
-# One scorer per Python worker process, kept across tasks and batches (Spark
-# reuses workers); keyed by model path, checksum and path so a new model or
-# path is rebuilt, and holding one entry so memory stays bounded.
+# One scorer per Python worker process, kept across tasks, batches and jobs
+# (Spark reuses workers); keyed by model path and checksum (and data, path,
+# output) so any change rebuilds it, and holding one entry so memory stays bounded.
 _SCORERS: dict[tuple, object] = {}
 
 
@@ -868,7 +868,7 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
     check_embeddings(model, inputs.vocab_sizes)
     catalogue = catalogue_inputs(model, inputs.catalogue)
     movie_ids = inputs.catalogue[C.MOVIE_ID].to_numpy(dtype=np.int64)
-    model_key = (inputs.model_dir, inputs.model_sha256)
+    model_key = (inputs.model_dir, inputs.model_sha256, inputs.data_dir)
     reason = "path=generic was asked for"
     if config.path != "generic":
         try:
@@ -878,10 +878,10 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
                 raise ScoreError(f"path=fast: the model does not factorize ({exc})") from None
             reason = f"the model does not factorize: {exc}"
         else:
-            payload = Payload(model_key + ("fast",), movie_ids, factorized=factorized)
+            payload = Payload(model_key + ("fast", config.output_name), movie_ids, factorized=factorized)
             return Plan("fast", "the first Dense reads per-input embeddings only", type(kernel_for(factorized)).__name__, payload)
     payload = Payload(
-        model_key + ("generic",),
+        model_key + ("generic", config.output_name),
         movie_ids,
         model_bytes=inputs.model_bytes,
         catalogue=catalogue,

@@ -1,4 +1,4 @@
-"""Top-K ranking metrics and top-K selection, as pure numpy functions.
+"""Top-K ranking metrics, as pure numpy functions.
 
 A ranked list is an array of item ids, best first; `relevant` is the set of
 items the user is known to like. Gains are binary. Per-user metrics are
@@ -9,7 +9,7 @@ split that happens to give fewer users a liked test movie.
 
 from __future__ import annotations
 
-from typing import Collection, Iterator, Mapping
+from typing import Collection, Mapping
 
 import numpy as np
 
@@ -82,21 +82,3 @@ def catalogue_coverage(lists: Mapping, catalogue_size: int, k: int) -> float:
     shown = {int(item) for ranked in lists.values() for item in np.asarray(ranked)[:k]}
     return len(shown) / catalogue_size
 
-
-def top_k(scores: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
-    """Column positions of each row's `k` best scores, best first, skipping `excluded` cells.
-
-    Ties go to the lower column, so with a catalogue sorted by movie id the
-    result does not depend on the platform's sort. Rows with fewer than `k`
-    eligible columns are padded with -1.
-    """
-    masked = np.where(excluded, -np.inf, scores.astype(np.float64))
-    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
-    eligible = np.take_along_axis(~excluded, order, axis=1)
-    return np.where(eligible, order, -1)
-
-
-def ranked_items(positions: np.ndarray, items: np.ndarray) -> Iterator[np.ndarray]:
-    """Per row of `top_k` positions, the item ids, padding dropped."""
-    for row in positions:
-        yield items[row[row >= 0]]

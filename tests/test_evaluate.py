@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from sparkrec import ranking
+from sparkrec import baselines, evaluation, ranking
+from sparkrec import columns as C
+from sparkrec.config import load_config
+from sparkrec.scoring import ScoreError
+
+from conftest import ROOT, load_job
 
 # One user's list [1, 2, 3, 4, 5] against liked movies {2, 4, 9}: hits at positions 2 and 4.
 RANKED = np.array([1, 2, 3, 4, 5])
@@ -62,10 +72,152 @@ def test_catalogue_coverage_counts_distinct_items_in_the_head():
     assert ranking.catalogue_coverage(lists, 10, 2) == 3 / 10
 
 
-def test_top_k_skips_excluded_and_breaks_ties_by_column():
-    scores = np.array([[0.5, 0.9, 0.5, 0.1], [1.0, 1.0, 1.0, 1.0]])
-    excluded = np.array([[False, True, False, False], [True, True, True, False]])
-    positions = ranking.top_k(scores, excluded, 3)
-    assert positions.tolist() == [[0, 2, 3], [3, -1, -1]]
-    items = np.array([10, 20, 30, 40])
-    assert [r.tolist() for r in ranking.ranked_items(positions, items)] == [[10, 30, 40], [40]]
+
+# --- baselines and the job on ml-latest-small ------------------------------------
+
+TINY_TRAIN = [
+    "--set", "epochs=2",
+    "--set", "embedding_dim=16",
+    "--set", "hidden_units=32",
+    "--set", "importance_rows=3000",
+    "--set", "importance_repeats=1",
+    "--set", "eval_batch_size=4096",
+    "--set", "shuffle_buffer_rows=40000",
+    "--set", "verbose=0",
+]
+# Small grids and a user sample keep the job to about a minute; docs/results.md has the full runs.
+QUICK = {
+    "eval_users": "120",
+    "als_ranks": "5",
+    "als_reg_params": "0.1",
+    "als_max_iter": "5",
+    "logistic_reg_params": "0.001",
+    "logistic_max_iter": "15",
+}
+MODELS = ("deep", "popular", "als", "logistic")
+
+
+def quick_config(**overrides) -> evaluation.EvaluateConfig:
+    return load_config(evaluation.EvaluateConfig, None, {**QUICK, **overrides})
+
+
+def settings(values: dict) -> list[str]:
+    return [part for key, value in values.items() for part in ("--set", f"{key}={value}")]
+
+
+@pytest.fixture(scope="module")
+def small_model(prepared_small, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("evaluate-model") / "model"
+    load_job("train").main(["--data", str(prepared_small), "--output", str(output), *TINY_TRAIN])
+    return output
+
+
+@pytest.fixture(scope="module")
+def evaluate_job():
+    return load_job("evaluate")
+
+
+@pytest.fixture(scope="module")
+def evaluated(evaluate_job, prepared_small, small_model, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("evaluation") / "out"
+    argv = ["--data", str(prepared_small), "--model", str(small_model), "--output", str(output)]
+    evaluate_job.main(argv + settings(QUICK))
+    return output
+
+
+@pytest.fixture(scope="module")
+def data(spark, prepared_small) -> evaluation.EvalData:
+    return evaluation.load_data(spark, str(prepared_small), quick_config())
+
+
+def read_split(prepared: Path, split: str) -> pd.DataFrame:
+    return pd.read_parquet(prepared / split, columns=[C.USER_ID, C.MOVIE_ID, C.LIKE])
+
+
+def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_model):
+    document = json.loads((evaluated / evaluation.METRICS).read_text())
+    assert list(document["models"]) == list(MODELS)
+    assert document["config"]["k"] == 10 and document["config"]["eval_users"] == "120"
+    assert document["prepare_config"]["like_threshold"] == 3.5
+    assert {"pyspark", "numpy", "keras", "spark"} <= set(document["versions"])
+    assert document["model"] == str(small_model) and document["data"] == str(prepared_small)
+    assert document["split"]["users_evaluated"] == 120
+    report = (evaluated / evaluation.REPORT).read_text()
+    for name in MODELS:
+        assert report.count(f"| {name} |") == 2  # one row in each table
+    for name in MODELS[1:]:
+        assert f"- vs {name}: accuracy" in report
+    assert (evaluated / evaluation.CHART).stat().st_size > 10_000
+    assert not Path(f"{evaluated}.staging").exists()
+
+
+def test_metrics_are_in_range_and_models_beat_the_majority_class(evaluated, spark, prepared_small):
+    document = json.loads((evaluated / evaluation.METRICS).read_text())
+    train, test = read_split(prepared_small, "train"), read_split(prepared_small, "test")
+    majority = int(train[C.LIKE].mean() >= 0.5)
+    chosen = evaluation.evaluated_users(spark, spark.read.parquet(str(prepared_small / "test")), quick_config())
+    users = {row[0] for row in chosen.collect()}
+    evaluated_test = test[test[C.USER_ID].isin(users)]
+    majority_accuracy = float((evaluated_test[C.LIKE] == majority).mean())
+    assert document["split"]["majority_accuracy"] == majority_accuracy
+    assert document["split"]["test_rows"] == len(evaluated_test)
+    assert document["split"]["users_with_liked_test_movie"] == evaluated_test.loc[evaluated_test[C.LIKE] == 1, C.USER_ID].nunique()
+    for name in ("deep", "als", "logistic"):
+        assert document["models"][name]["classification"]["accuracy"] > majority_accuracy, name
+    for name, result in document["models"].items():
+        classified, ranked = result["classification"], result["ranking"]
+        assert classified["rows"] == len(evaluated_test)
+        assert 0.5 < classified["auc"] < 1 and 0 < classified["log_loss"] < 1, name
+        assert all(0 <= ranked[key] <= 1 for key in ranked), name
+        assert ranked["coverage@10"] > 0, name
+    assert document["models"]["popular"]["ranking"]["ndcg@10"] > 0.02
+
+
+def test_carve_out_is_a_disjoint_nonempty_share_of_train(data):
+    fit_part, validation = baselines.carve_validation(data.train, 0.1, 42)
+    n_fit, n_validation, n_train = fit_part.count(), validation.count(), data.train.count()
+    assert n_fit + n_validation == n_train
+    assert 0.08 < n_validation / n_train < 0.12
+
+
+def test_popular_lists_are_the_most_liked_unwatched_movies(data, prepared_small):
+    popular = baselines.fit_popular(data.train, data.catalogue, prior=2.0)
+    users = data.users.head(6)
+    lists = evaluation.top_k_lists(popular, users, 10, block=4)
+    train = read_split(prepared_small, "train")
+    likes = train.groupby(C.MOVIE_ID)[C.LIKE].sum().reindex(data.catalogue[C.MOVIE_ID], fill_value=0)
+    ordered = likes.reset_index().sort_values([C.LIKE, C.MOVIE_ID], ascending=[False, True])[C.MOVIE_ID]
+    for user in users[C.USER_ID]:
+        watched = set(train.loc[train[C.USER_ID] == user, C.MOVIE_ID])
+        expected = [movie for movie in ordered if movie not in watched][:10]
+        assert lists[user].tolist() == expected
+
+
+def test_logistic_scores_are_its_spark_probabilities(spark, data):
+    logistic = baselines.fit_logistic(spark, data.train, data.catalogue, data.vocab_sizes, [1e-3], 10, 0.1, 42)
+    classified = logistic.classify(data.test).merge(
+        data.test.select(C.USER_ID, C.MOVIE_ID, C.USER_IDX).toPandas(), on=[C.USER_ID, C.MOVIE_ID]
+    )
+    row = pd.Series(np.arange(len(data.catalogue)), index=data.catalogue[C.MOVIE_ID].to_numpy())
+    logits = logistic.user_terms[classified[C.USER_IDX]] + logistic.movie_terms[row[classified[C.MOVIE_ID]].to_numpy()]
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), classified[baselines.PROBABILITY], rtol=1e-9)
+
+
+def test_missing_model_fails_with_one_line(evaluate_job, prepared_small, tmp_path):
+    argv = ["--data", str(prepared_small), "--model", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out")]
+    with pytest.raises(ScoreError) as failure:
+        evaluate_job.main(argv)
+    assert "model.keras is missing" in str(failure.value) and "\n" not in str(failure.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("k=0", "evaluate: k: expected a positive integer, got 0"),
+    ("baselines=popular,knn", "evaluate: baselines: unknown ['knn'], expected some of ['popular', 'als', 'logistic']"),
+])
+def test_bad_settings_fail_before_spark_with_one_line(tmp_path, setting, message):
+    command = [sys.executable, str(ROOT / "jobs" / "evaluate.py"), "--data", str(tmp_path), "--model", str(tmp_path),
+               "--output", str(tmp_path / "out"), "--set", setting]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == message

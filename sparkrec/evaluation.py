@@ -1,0 +1,463 @@
+"""Evaluation: our deep model against the baselines on the test split, in one run.
+
+Two questions are asked of every model, on the same rows:
+
+- like classification of the test ratings: accuracy, AUC, log loss, precision,
+  recall, F1 (`sparkrec.metrics`);
+- top-K ranking: for each evaluated user, the K best catalogue movies the user
+  did not rate in train (test movies stay candidates), scored against the
+  user's liked test movies: precision, recall, NDCG and MAP at K, and the
+  catalogue coverage of all lists together (`sparkrec.ranking`).
+
+Top-K lists of every model come from the scoring job's selection code
+(`scoring.recommend_batch`), the deep model through the scoring job's own
+scorer. `jobs/evaluate.py` calls extract -> transform -> load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from sparkrec import baselines, metrics, ranking, sampling, scoring, storage
+from sparkrec import columns as C
+from sparkrec.config import ConfigError, to_dict
+from sparkrec.runinfo import StageTimer, library_versions
+
+matplotlib.use("Agg")  # headless: drivers on clusters have no display
+from matplotlib import pyplot as plt  # noqa: E402  (after choosing the backend)
+
+DEEP = "deep"
+BASELINES = ("popular", "als", "logistic")
+PREPARED_TABLES = ("train", "test")
+THRESHOLDED = ("accuracy", "precision", "recall", "f1")
+
+
+class EvaluateError(ValueError):
+    """Inputs the evaluation cannot use; the message is one line."""
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of the evaluation job (conf/evaluate.yaml documents each)."""
+
+    k: int = 10
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    eval_users: str = "all"
+    seed: int = 42
+    validation_fraction: float = 0.1
+    popular_prior: float = 2.0
+    als_ranks: list[int] = field(default_factory=lambda: [10, 30])
+    als_reg_params: list[float] = field(default_factory=lambda: [0.05, 0.1])
+    als_max_iter: int = 10
+    als_blocks: int = 0
+    logistic_reg_params: list[float] = field(default_factory=lambda: [1e-4, 1e-3])
+    logistic_max_iter: int = 100
+    block_users: int = 64
+    predict_batch_size: int = 8192
+
+    def validate(self) -> None:
+        if self.k <= 0:
+            raise ConfigError(f"k: expected a positive integer, got {self.k}")
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ConfigError(f"baselines: unknown {unknown}, expected some of {list(BASELINES)}")
+        if self.eval_users != "all" and (not self.eval_users.isdigit() or int(self.eval_users) < 1):
+            raise ConfigError(f"eval_users: expected a positive integer or 'all', got {self.eval_users!r}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(f"validation_fraction: expected a value in (0, 1), got {self.validation_fraction}")
+        grids = {"als_ranks": self.als_ranks, "als_reg_params": self.als_reg_params,
+                 "logistic_reg_params": self.logistic_reg_params}
+        for name, values in grids.items():
+            if not values or min(values) < 0 or (name == "als_ranks" and min(values) < 1):
+                raise ConfigError(f"{name}: expected a non-empty list of non-negative values, got {values}")
+        positive = ("als_max_iter", "logistic_max_iter", "block_users", "predict_batch_size")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.als_blocks < 0:
+            raise ConfigError(f"als_blocks: expected 0 (one per core) or a positive integer, got {self.als_blocks}")
+        if self.popular_prior < 0:
+            raise ConfigError(f"popular_prior: expected a non-negative number, got {self.popular_prior}")
+
+    @property
+    def user_count(self) -> int | None:
+        return None if self.eval_users == "all" else int(self.eval_users)
+
+
+# --- extract ---------------------------------------------------------------
+
+
+@dataclass
+class EvalData:
+    """The split as every model sees it: Spark frames to fit and classify, driver-side ranking inputs."""
+
+    train: DataFrame  # every train row: the baselines learn from all of train
+    test: DataFrame  # the evaluated users' test rows
+    catalogue: pd.DataFrame  # movies/, sorted by movieId: the candidate movies
+    users: pd.DataFrame  # evaluated users: userId, user_idx, watched (their train movieIds)
+    labels: pd.DataFrame  # userId, movieId, like of `test`
+    relevant: dict[int, set]  # userId -> liked test movieIds
+    manifest: dict  # prepare's
+
+    @property
+    def vocab_sizes(self) -> dict[str, int]:
+        return self.manifest["vocab_sizes"]
+
+    @property
+    def like_threshold(self) -> float:
+        return float(self.manifest["config"]["like_threshold"])
+
+
+@dataclass
+class Deep:
+    """Our trained model: the like output for classification, the scoring job's scorer for ranking."""
+
+    model: object  # keras.Model with the like output only
+    fast_scorer: object
+    plan: scoring.Plan
+    inputs: scoring.Inputs
+    batch_size: int
+    name: str = DEEP
+
+    def classify(self, rows: DataFrame) -> pd.DataFrame:
+        frame = rows.toPandas()
+        feed = scoring.catalogue_inputs(self.model, frame)
+        feed[C.USER_IDX] = frame[C.USER_IDX].to_numpy(dtype=np.int32).reshape(-1, 1)
+        probability = np.asarray(self.model.predict(feed, batch_size=self.batch_size, verbose=0), dtype=np.float64)
+        probability = probability.reshape(-1)
+        return pd.DataFrame({
+            C.USER_ID: frame[C.USER_ID],
+            C.MOVIE_ID: frame[C.MOVIE_ID],
+            baselines.PROBABILITY: probability,
+            baselines.PREDICTED: (probability >= 0.5).astype(int),
+        })
+
+    def scorer(self):
+        return self.fast_scorer
+
+    def details(self) -> dict:
+        return {
+            "model_dir": self.inputs.model_dir,
+            "model_sha256": self.inputs.model_sha256,
+            "scoring_path": self.plan.path,
+            "scoring_kernel": self.plan.kernel,
+        }
+
+
+def check_prepared(spark: SparkSession, data_dir: str) -> None:
+    for table in PREPARED_TABLES:
+        if not storage.exists(spark, f"{data_dir}/{table}"):
+            raise EvaluateError(f"{data_dir}/{table} is missing: not a complete prepare output")
+
+
+def load_deep(spark: SparkSession, data_dir: str, model_dir: str, config: EvaluateConfig, timer: StageTimer) -> Deep:
+    """The model through the scoring job's checks (files, vocabularies, embedding sizes) and scorer."""
+    inputs = scoring.extract(spark, data_dir, model_dir, timer)
+    plan = scoring.plan(inputs, scoring.ScoreConfig(), timer)
+    model = scoring.scored_model(scoring.load_keras_model(inputs.model_bytes), scoring.ScoreConfig().output_name)
+    return Deep(model, scoring.build_scorer(plan.payload), plan, inputs, config.predict_batch_size)
+
+
+def evaluated_users(spark: SparkSession, test: DataFrame, config: EvaluateConfig) -> DataFrame:
+    """userId of every user with a test rating, or a seeded sample of `eval_users` of them."""
+    if config.user_count is None:
+        return test.select(C.USER_ID).distinct()
+    chosen = sampling.sample_users(test, config.user_count, config.seed)
+    schema = T.StructType([T.StructField(C.USER_ID, T.IntegerType(), False)])
+    return spark.createDataFrame([(u,) for u in chosen], schema)
+
+
+def relevant_sets(labels: pd.DataFrame) -> dict[int, set]:
+    liked = labels[labels[C.LIKE] == 1]
+    return {int(user): set(group[C.MOVIE_ID].tolist()) for user, group in liked.groupby(C.USER_ID)}
+
+
+def load_data(spark: SparkSession, data_dir: str, config: EvaluateConfig) -> EvalData:
+    check_prepared(spark, data_dir)
+    manifest = json.loads(storage.read_text(spark, f"{data_dir}/manifest.json"))
+    train = spark.read.parquet(f"{data_dir}/train").cache()
+    test = spark.read.parquet(f"{data_dir}/test")
+    chosen = F.broadcast(evaluated_users(spark, test, config))
+    test = test.join(chosen, C.USER_ID, "left_semi").cache()
+    movies = spark.read.parquet(f"{data_dir}/movies")
+    watched = scoring.watched_sets(train, movies)
+    user_vocab = spark.read.parquet(f"{data_dir}/vocab/user")
+    users = scoring.scoring_input(chosen, watched, user_vocab).orderBy(C.USER_ID).toPandas()
+    labels = test.select(C.USER_ID, C.MOVIE_ID, C.LIKE).toPandas()
+    return EvalData(
+        train=train,
+        test=test,
+        catalogue=movies.orderBy(C.MOVIE_ID).toPandas(),
+        users=users,
+        labels=labels,
+        relevant=relevant_sets(labels),
+        manifest=manifest,
+    )
+
+
+def extract(spark: SparkSession, data_dir: str, model_dir: str, config: EvaluateConfig,
+            timer: StageTimer) -> tuple[EvalData, Deep]:
+    """Check and load the model first (cheap, and the likeliest mistake), then the split."""
+    data_dir, model_dir = data_dir.rstrip("/"), model_dir.rstrip("/")
+    deep = load_deep(spark, data_dir, model_dir, config, timer)
+    with timer.stage("split"):
+        data = load_data(spark, data_dir, config)
+        timer.count("split", len(data.labels))
+    if not data.relevant:
+        raise EvaluateError(f"no evaluated user has a liked test movie in {data_dir}: ranking metrics are undefined")
+    return data, deep
+
+
+# --- transform -------------------------------------------------------------
+
+
+def fit_baseline(spark: SparkSession, name: str, data: EvalData, config: EvaluateConfig):
+    if name == "popular":
+        return baselines.fit_popular(data.train, data.catalogue, config.popular_prior)
+    if name == "als":
+        return baselines.fit_als(
+            data.train, data.catalogue, data.vocab_sizes, config.als_ranks, config.als_reg_params,
+            config.als_max_iter, config.validation_fraction, config.seed, data.like_threshold,
+            config.als_blocks or spark.sparkContext.defaultParallelism,
+        )
+    return baselines.fit_logistic(
+        spark, data.train, data.catalogue, data.vocab_sizes, config.logistic_reg_params,
+        config.logistic_max_iter, config.validation_fraction, config.seed,
+    )
+
+
+def classification(labels: pd.DataFrame, predictions: pd.DataFrame) -> dict[str, float]:
+    """Metrics of one model's predictions on the labelled rows (every row must be predicted).
+
+    AUC and log loss read P(like); the thresholded metrics read the model's
+    own decision, which for ALS is the predicted rating against the like
+    threshold rather than its calibrated probability against 0.5.
+    """
+    keys = [C.USER_ID, C.MOVIE_ID]
+    joined = labels.merge(predictions, on=keys, how="left", validate="one_to_one")
+    if joined[baselines.PROBABILITY].isna().any():
+        raise EvaluateError(f"{int(joined[baselines.PROBABILITY].isna().sum())} test rows have no prediction")
+    y = joined[C.LIKE].to_numpy()
+    report = metrics.classification_report(y, joined[baselines.PROBABILITY].to_numpy())
+    decided = joined[baselines.PREDICTED].to_numpy()
+    report.update({name: getattr(metrics, name)(y, decided) for name in THRESHOLDED})
+    return report
+
+
+def top_k_lists(scorer, users: pd.DataFrame, k: int, block: int) -> dict[int, np.ndarray]:
+    """userId -> the movieIds of the user's top-k, best first."""
+    recommended = scoring.recommend_batch(scorer, users, k, block)
+    return {int(user): group[C.MOVIE_ID].to_numpy() for user, group in recommended.groupby(C.USER_ID, sort=False)}
+
+
+def ranking_quality(lists: dict[int, np.ndarray], data: EvalData, k: int) -> dict[str, float]:
+    quality = ranking.mean_ranking_metrics(lists, data.relevant, k)
+    quality[f"coverage@{k}"] = ranking.catalogue_coverage(lists, len(data.catalogue), k)
+    return quality
+
+
+def measure(model, data: EvalData, config: EvaluateConfig, timer: StageTimer) -> dict:
+    """Classification and ranking metrics of one fitted model, timed as `<name>_classify` / `<name>_rank`."""
+    with timer.stage(f"{model.name}_classify"):
+        classified = classification(data.labels, model.classify(data.test))
+    with timer.stage(f"{model.name}_rank"):
+        lists = top_k_lists(model.scorer(), data.users, config.k, config.block_users)
+        ranked = ranking_quality(lists, data, config.k)
+    return {"classification": classified, "ranking": ranked, "details": model.details()}
+
+
+def split_summary(data: EvalData) -> dict:
+    train_rate = float(data.train.agg(F.avg(C.LIKE)).first()[0])
+    majority = 1 if train_rate >= 0.5 else 0
+    return {
+        "users_evaluated": len(data.users),
+        "users_with_liked_test_movie": len(data.relevant),
+        "test_rows": len(data.labels),
+        "catalogue_movies": len(data.catalogue),
+        "train_like_rate": train_rate,
+        "test_like_rate": float(data.labels[C.LIKE].mean()),
+        "majority_accuracy": float((data.labels[C.LIKE] == majority).mean()),
+    }
+
+
+def transform(spark: SparkSession, data: EvalData, deep: Deep, config: EvaluateConfig,
+              timer: StageTimer) -> dict[str, dict]:
+    """Every model's metrics, ours first; each baseline is fitted on train just before it is measured."""
+    results = {DEEP: measure(deep, data, config, timer)}
+    for name in config.baselines:
+        with timer.stage(f"{name}_fit"):
+            model = fit_baseline(spark, name, data, config)
+        results[name] = measure(model, data, config, timer)
+    return results
+
+
+def comparison(results: dict[str, dict], k: int) -> dict[str, dict]:
+    """Deep minus each baseline on the two target metrics, and whether deep is ahead on both."""
+    targets = (("classification", "accuracy"), ("ranking", f"ndcg@{k}"))
+    deep = results[DEEP]
+    verdicts = {}
+    for name, result in results.items():
+        if name == DEEP:
+            continue
+        margins = {metric: deep[group][metric] - result[group][metric] for group, metric in targets}
+        verdicts[name] = {**margins, "deep_better_on_both": all(m > 0 for m in margins.values())}
+    return verdicts
+
+
+# --- load ------------------------------------------------------------------
+
+REPORT = "report.md"
+METRICS = "metrics.json"
+CHART = "comparison.png"
+
+
+def document(spark: SparkSession, results: dict, data: EvalData, config: EvaluateConfig,
+             paths: dict[str, str], timer: StageTimer) -> dict:
+    """metrics.json: every number, the resolved settings, the inputs and the versions."""
+    return {
+        "job": "evaluate",
+        "created_unix": int(time.time()),
+        **paths,
+        "k": config.k,
+        "split": split_summary(data),
+        "models": results,
+        "deep_minus_baseline": comparison(results, config.k),
+        "config": to_dict(config),
+        "prepare_config": data.manifest.get("config"),
+        "seed": config.seed,
+        "versions": {**library_versions(), "spark": spark.version},
+        "spark": {
+            "master": spark.sparkContext.master,
+            "default_parallelism": spark.sparkContext.defaultParallelism,
+            "shuffle_partitions": int(spark.conf.get("spark.sql.shuffle.partitions")),
+        },
+        "timings_s": dict(timer.seconds),
+    }
+
+
+CLASSIFICATION_COLUMNS = (("accuracy", "accuracy"), ("auc", "AUC"), ("log_loss", "log loss"),
+                          ("precision", "precision"), ("recall", "recall"), ("f1", "F1"))
+
+
+def ranking_columns(k: int) -> tuple[tuple[str, str], ...]:
+    names = (("precision", "precision"), ("recall", "recall"), ("ndcg", "NDCG"), ("map", "MAP"), ("coverage", "coverage"))
+    return tuple((f"{key}@{k}", f"{label}@{k}") for key, label in names)
+
+
+def _table(results: dict, group: str, columns: tuple[tuple[str, str], ...], lower_is_better: set[str]) -> list[str]:
+    """A markdown table, one row per model, the best value of each column in bold."""
+    lines = ["| model | " + " | ".join(label for _, label in columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    best = {}
+    for key, _ in columns:
+        values = [r[group][key] for r in results.values()]
+        best[key] = min(values) if key in lower_is_better else max(values)
+    for name, result in results.items():
+        cells = [f"**{result[group][key]:.4f}**" if result[group][key] == best[key] else f"{result[group][key]:.4f}"
+                 for key, _ in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _verdict_lines(verdicts: dict, k: int) -> list[str]:
+    lines = []
+    for name, v in verdicts.items():
+        parts = []
+        for metric, label in (("accuracy", "accuracy"), (f"ndcg@{k}", f"NDCG@{k}")):
+            margin = v[metric]
+            parts.append(f"{label} {margin:+.4f} ({'ahead' if margin > 0 else 'behind'})")
+        lines.append(f"- vs {name}: " + ", ".join(parts))
+    return lines
+
+
+def _grid_lines(results: dict) -> list[str]:
+    lines = []
+    for name, result in results.items():
+        grid = result["details"].get("grid")
+        if grid:
+            loss = result["details"]["validation_loss"]
+            settings = "; ".join(
+                ", ".join(f"{key}={value}" for key, value in row.items() if key != "validation_loss")
+                + f": {loss} {row['validation_loss']:.4f}" for row in grid
+            )
+            lines.append(f"- {name}: chosen {result['details']['chosen']} from {settings}")
+    return lines
+
+
+def report(doc: dict) -> str:
+    """report.md: the two tables, deep's margins over each baseline, the baselines' grids."""
+    k, split, results = doc["k"], doc["split"], doc["models"]
+    lines = [
+        "# Recommendation quality",
+        "",
+        f"Data `{doc['data']}`, model `{doc['model']}`. {split['users_evaluated']:,} users, "
+        f"{split['test_rows']:,} test ratings ({split['test_like_rate']:.1%} liked), "
+        f"{split['catalogue_movies']:,} catalogue movies. Majority-class accuracy {split['majority_accuracy']:.4f}.",
+        "",
+        "## Like classification of the test ratings",
+        "",
+        *_table(results, "classification", CLASSIFICATION_COLUMNS, {"log_loss"}),
+        "",
+        f"## Top-{k} of the movies unrated in train, against the liked test movies",
+        "",
+        f"Averaged over the {split['users_with_liked_test_movie']:,} users with a liked test movie; "
+        "coverage is the share of the catalogue in any list.",
+        "",
+        *_table(results, "ranking", ranking_columns(k), set()),
+        "",
+        "## Deep model minus each baseline",
+        "",
+        *_verdict_lines(doc["deep_minus_baseline"], k),
+        "",
+        "## Baseline settings (validation carve-out of train)",
+        "",
+        *_grid_lines(results),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _bars(axis, results: dict, group: str, columns: tuple[tuple[str, str], ...], title: str) -> None:
+    """One group of bars per metric, one bar per model."""
+    width = 0.8 / len(results)
+    positions = np.arange(len(columns))
+    for i, (name, result) in enumerate(results.items()):
+        values = [result[group][key] for key, _ in columns]
+        axis.bar(positions + (i - (len(results) - 1) / 2) * width, values, width, label=name)
+    axis.set_xticks(positions, [label for _, label in columns], rotation=30, ha="right")
+    axis.set_title(title)
+
+
+def chart(doc: dict, path: str) -> None:
+    """Grouped bars per metric per model: classification (log loss left out) and ranking, each on its own scale."""
+    k, results = doc["k"], doc["models"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+    kept = tuple(column for column in CLASSIFICATION_COLUMNS if column[0] != "log_loss")
+    _bars(left, results, "classification", kept, "Like classification of the test ratings")
+    left.set_ylim(0, 1)
+    _bars(right, results, "ranking", ranking_columns(k), f"Top-{k} ranking against liked test movies")
+    handles, labels = left.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=len(results))
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def load(spark: SparkSession, doc: dict, staging: str) -> None:
+    """Write metrics.json, report.md and the chart into `staging`."""
+    # Insertion order, not sorted keys: the models stay in report order, ours first.
+    storage.write_text(spark, f"{staging}/{METRICS}", json.dumps(doc, indent=2) + "\n")
+    storage.write_text(spark, f"{staging}/{REPORT}", report(doc))
+    with tempfile.TemporaryDirectory() as local:
+        chart(doc, os.path.join(local, CHART))
+        storage.copy_from_local(spark, os.path.join(local, CHART), f"{staging}/{CHART}")

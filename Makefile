@@ -34,6 +34,8 @@ demo: java venv
 	$(BIN)/python jobs/train.py --data $(DEMO)/prepared --output $(DEMO)/model --config conf/train.yaml
 	$(SPARK_SUBMIT) jobs/score.py --data $(DEMO)/prepared --model $(DEMO)/model --output $(DEMO)/scores \
 	    --config conf/score.yaml
+	$(SPARK_SUBMIT) jobs/evaluate.py --data $(DEMO)/prepared --model $(DEMO)/model --output $(DEMO)/evaluation \
+	    --config conf/evaluate.yaml
 
 test: java venv
 	$(BIN)/pytest

@@ -46,10 +46,11 @@ def main(argv: list[str] | None = None) -> dict:
         loaded = scoring.load(spark, scored, staging, config, timer)
         document = scoring.manifest(spark, config, inputs, plan, scored, args.output, timer, loaded)
         scoring.write_manifest(spark, document, f"{staging}/manifest.json")
+    users, rows = document["users"], document["recommendations"]["rows"]
     log.info(
         "scored %s users (%s skipped) x %s movies: %s pairs at %s pairs/s, %s rows",
-        f"{document['users']['scored']:,}", f"{document['users']['skipped']:,}", f"{document['catalogue_movies']:,}",
-        f"{document['pairs_scored']:,}", f"{document['pairs_per_second'] or 0:,}", f"{document['recommendations']['rows']:,}",
+        f"{users['scored']:,}", f"{users['skipped']:,}", f"{document['catalogue_movies']:,}",
+        f"{document['pairs_scored']:,}", f"{document['pairs_per_second'] or 0:,}", f"{rows:,}",
     )
     return document
 

@@ -442,7 +442,7 @@ def catalogue_inputs(model, movies: pd.DataFrame) -> dict[str, np.ndarray]:
         columns = INPUT_COLUMNS.get(tensor.name, (tensor.name,))
         missing = [c for c in columns if c not in movies.columns]
         if missing:
-            raise ScoreError(f"model input {tensor.name!r} needs movies/ columns {missing}, which prepare does not write")
+            raise ScoreError(f"model input {tensor.name!r} reads {missing}, which are not columns of movies/")
         values = movies[list(columns)].to_numpy()
         arrays[tensor.name] = values.reshape(len(movies), *tensor.shape[1:]).astype(tensor.dtype)
     return arrays
@@ -499,12 +499,19 @@ def _layer_ops(layer) -> tuple | None:
     if kind == "Activation":
         return _activation_ops(layer.get_config()["activation"])
     if kind == "Dense":
-        kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)
-        bias = np.asarray(layer.bias.numpy(), dtype=np.float32) if layer.use_bias else np.zeros(kernel.shape[1], np.float32)
-        return (("dense", kernel, bias),) + _activation_ops(layer.get_config()["activation"])
+        kernel, bias = dense_weights(layer)
+        dense = ("dense", kernel.astype(np.float32), bias.astype(np.float32))
+        return (dense,) + _activation_ops(layer.get_config()["activation"])
     if isinstance(layer, Rescale):
         return (("affine", layer.maximum - layer.minimum, layer.minimum),)
     return None
+
+
+def dense_weights(layer) -> tuple[np.ndarray, np.ndarray]:
+    """A Dense layer's kernel and bias (zeros without one), as float64."""
+    kernel = np.asarray(layer.kernel.numpy(), dtype=np.float64)
+    bias = np.asarray(layer.bias.numpy(), dtype=np.float64) if layer.use_bias else np.zeros(kernel.shape[1])
+    return kernel, bias
 
 
 def _side(tensor) -> str:
@@ -607,8 +614,7 @@ def factorize(model, user_count: int, catalogue: dict[str, np.ndarray]) -> Facto
         raise NotFactorizable(f"the model has no {C.USER_IDX} input")
     feed = dict(catalogue)
     feed[C.USER_IDX] = np.arange(user_count, dtype=np.int32).reshape(user_count, *user_input.shape[1:])
-    kernel = np.asarray(first.kernel.numpy(), dtype=np.float64)
-    bias = np.asarray(first.bias.numpy(), dtype=np.float64) if first.use_bias else np.zeros(kernel.shape[1])
+    kernel, bias = dense_weights(first)
     widths = np.cumsum([0] + [p.shape[-1] for p in parts])
     users = np.zeros((user_count, kernel.shape[1]))
     items = np.tile(bias, (movies, 1))
@@ -832,9 +838,19 @@ def read_bytes(spark: SparkSession, path: str) -> bytes:
     return bytes(data)
 
 
-def _vocabulary(spark: SparkSession, path: str) -> pd.DataFrame:
-    frame = spark.read.parquet(path).toPandas()
-    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+def vocabulary_rows(spark: SparkSession, directory: str, names: list[str]) -> pd.DataFrame:
+    """(vocabulary, key, index) of the named vocabularies under directory/vocab, sorted, in one Spark job."""
+    parts = []
+    for name in names:
+        key, index = C.VOCABULARIES[name]
+        frame = spark.read.parquet(f"{directory}/vocab/{name}")
+        columns = [F.lit(name).alias("vocabulary"), F.col(key).cast("string").alias("key"), F.col(index).alias("index")]
+        parts.append(frame.select(*columns))
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    rows = union.toPandas()
+    return rows.sort_values(["vocabulary", "index"]).reset_index(drop=True)
 
 
 def check_vocabularies(spark: SparkSession, model_dir: str, data_dir: str) -> list[str]:
@@ -843,15 +859,18 @@ def check_vocabularies(spark: SparkSession, model_dir: str, data_dir: str) -> li
     Equal sizes are not enough: a model trained on another user sample has
     as many movie indices, pointing at other movies.
     """
-    compared = []
-    for name in C.VOCABULARIES:
-        trained = f"{model_dir}/vocab/{name}"
-        if not storage.exists(spark, trained):
-            continue
-        if not _vocabulary(spark, trained).equals(_vocabulary(spark, f"{data_dir}/vocab/{name}")):
-            raise ScoreError(f"model/vocabulary mismatch: {trained} differs from {data_dir}/vocab/{name}")
-        compared.append(name)
-    return compared
+    names = [name for name in C.VOCABULARIES if storage.exists(spark, f"{model_dir}/vocab/{name}")]
+    if not names:
+        return []
+    trained, prepared = vocabulary_rows(spark, model_dir, names), vocabulary_rows(spark, data_dir, names)
+    for name in names:
+        if not trained[trained.vocabulary == name].reset_index(drop=True).equals(
+            prepared[prepared.vocabulary == name].reset_index(drop=True)
+        ):
+            raise ScoreError(
+                f"model/vocabulary mismatch: {model_dir}/vocab/{name} differs from {data_dir}/vocab/{name}"
+            )
+    return names
 
 
 def plan(inputs: Inputs, config: ScoreConfig, timer: StageTimer) -> Plan:
@@ -879,7 +898,8 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
             reason = f"the model does not factorize: {exc}"
         else:
             payload = Payload(model_key + ("fast", config.output_name), movie_ids, factorized=factorized)
-            return Plan("fast", "the first Dense reads per-input embeddings only", type(kernel_for(factorized)).__name__, payload)
+            kernel = type(kernel_for(factorized)).__name__
+            return Plan("fast", "the first Dense reads per-input embeddings only", kernel, payload)
     payload = Payload(
         model_key + ("generic", config.output_name),
         movie_ids,
@@ -915,9 +935,8 @@ def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConf
     partitions = config.partitions or 2 * spark.sparkContext.defaultParallelism
     payload = spark.sparkContext.broadcast(plan.payload)
     loads, batches = spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0)
-    scored = recommend(
-        frame.repartition(partitions, C.USER_ID), payload, plan.payload.key, config.top_k, config.block_users, loads, batches
-    )
+    users = frame.repartition(partitions, C.USER_ID)
+    scored = recommend(users, payload, plan.payload.key, config.top_k, config.block_users, loads, batches)
     return Scored(with_movie_details(scored, inputs.movies), counts, partitions, loads, batches)
 
 

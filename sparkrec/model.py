@@ -158,7 +158,7 @@ def bias_term(inputs, name: str, vocab_size: int):
 def build_deep_model(
     vocab_sizes: dict[str, int],
     embedding_dim: int = 32,
-    hidden_units: tuple[int, ...] = (128, 64),
+    hidden_units: tuple[int, ...] = (256, 128),
     dropout: float = 0.2,
     l2: float = 3e-3,
     bias_terms: bool = True,

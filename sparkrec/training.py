@@ -57,7 +57,7 @@ class TrainConfig:
     learning_rate: float | None = None
     paper_loss: Literal["mse", "binary_crossentropy"] = "mse"
     embedding_dim: int = 32
-    hidden_units: list[int] = field(default_factory=lambda: [128, 64])
+    hidden_units: list[int] = field(default_factory=lambda: [256, 128])
     dropout: float = 0.2
     l2: float = 3e-3
     bias_terms: bool = False

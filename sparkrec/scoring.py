@@ -17,6 +17,7 @@ ascending, watched movies never selected.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -249,10 +250,15 @@ SAMPLE_COLUMNS = 1024
 _LOWEST = np.float32(np.finfo(np.float32).min)
 
 
+@functools.lru_cache(maxsize=4)
+def sample_columns(columns: int) -> np.ndarray:
+    return np.linspace(0, columns - 1, min(SAMPLE_COLUMNS, columns)).astype(np.int64)
+
+
 def sample_thresholds(keys: np.ndarray, k: int) -> np.ndarray:
     """Per row, a key that about 4k + 8 * columns / SAMPLE_COLUMNS of the row's keys reach."""
     columns = keys.shape[1]
-    picks = np.linspace(0, columns - 1, min(SAMPLE_COLUMNS, columns)).astype(np.int64)
+    picks = sample_columns(columns)
     keep = min(len(picks), -(-len(picks) * 4 * k // columns) + 8)
     sampled = np.partition(keys[:, picks], len(picks) - keep, axis=1)
     return np.maximum(sampled[:, len(picks) - keep], _LOWEST)
@@ -913,10 +919,12 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
 
 def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConfig, timer: StageTimer) -> Scored:
     """Build each user's candidate set (cached and counted), then declare the scoring over it."""
+    partitions = config.partitions or 2 * spark.sparkContext.defaultParallelism
     with timer.stage("candidates"):
         targets = target_users(inputs.interactions, inputs.user_vocab, config.users, config.limit_users)
         watched = watched_sets(inputs.interactions, inputs.movies)
-        frame = scoring_input(targets, watched, inputs.user_vocab).cache()
+        # Cached already partitioned, so the timed scoring starts from memory without a shuffle.
+        frame = scoring_input(targets, watched, inputs.user_vocab).repartition(partitions, C.USER_ID).cache()
         counts = input_counts(frame, len(inputs.catalogue), config.top_k)
         if config.unknown_users == "skip":
             frame = known_users(frame)
@@ -932,11 +940,9 @@ def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConf
         "pairs": scored_counts["pairs"],
         "rows_expected": scored_counts["rows"],
     }
-    partitions = config.partitions or 2 * spark.sparkContext.defaultParallelism
     payload = spark.sparkContext.broadcast(plan.payload)
     loads, batches = spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0)
-    users = frame.repartition(partitions, C.USER_ID)
-    scored = recommend(users, payload, plan.payload.key, config.top_k, config.block_users, loads, batches)
+    scored = recommend(frame, payload, plan.payload.key, config.top_k, config.block_users, loads, batches)
     return Scored(with_movie_details(scored, inputs.movies), counts, partitions, loads, batches)
 
 

@@ -61,7 +61,7 @@ class EvaluateConfig:
     als_reg_params: list[float] = field(default_factory=lambda: [0.05, 0.1])
     als_max_iter: int = 10
     als_blocks: int = 0
-    logistic_reg_params: list[float] = field(default_factory=lambda: [1e-4, 1e-3])
+    logistic_reg_params: list[float] = field(default_factory=lambda: [1e-5, 1e-4])
     logistic_max_iter: int = 100
     block_users: int = 64
     predict_batch_size: int = 8192
@@ -124,7 +124,7 @@ class Deep:
     """Our trained model: the like output for classification, the scoring job's scorer for ranking."""
 
     model: object  # keras.Model with the like output only
-    fast_scorer: object
+    ranker: object  # the scoring job's scorer: fast (factorized) or generic (Keras) path
     plan: scoring.Plan
     inputs: scoring.Inputs
     batch_size: int
@@ -144,7 +144,7 @@ class Deep:
         })
 
     def scorer(self):
-        return self.fast_scorer
+        return self.ranker
 
     def details(self) -> dict:
         return {

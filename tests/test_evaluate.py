@@ -85,9 +85,8 @@ TINY_TRAIN = [
     "--set", "shuffle_buffer_rows=40000",
     "--set", "verbose=0",
 ]
-# Small grids and a user sample keep the job to about a minute; docs/results.md has the full runs.
+# Small grids keep the job to about a minute; docs/results.md has the full runs.
 QUICK = {
-    "eval_users": "120",
     "als_ranks": "5",
     "als_reg_params": "0.1",
     "als_max_iter": "5",
@@ -127,7 +126,8 @@ def evaluated(evaluate_job, prepared_small, small_model, tmp_path_factory) -> Pa
 
 @pytest.fixture(scope="module")
 def data(spark, prepared_small) -> evaluation.EvalData:
-    return evaluation.load_data(spark, str(prepared_small), quick_config())
+    """The split as evaluated for a seeded sample of 120 users."""
+    return evaluation.load_data(spark, str(prepared_small), quick_config(eval_users="120"))
 
 
 def read_split(prepared: Path, split: str) -> pd.DataFrame:
@@ -137,11 +137,17 @@ def read_split(prepared: Path, split: str) -> pd.DataFrame:
 def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_model):
     document = json.loads((evaluated / evaluation.METRICS).read_text())
     assert list(document["models"]) == list(MODELS)
-    assert document["config"]["k"] == 10 and document["config"]["eval_users"] == "120"
+    assert document["config"]["k"] == 10 and document["config"]["als_ranks"] == [5]
     assert document["prepare_config"]["like_threshold"] == 3.5
     assert {"pyspark", "numpy", "keras", "spark"} <= set(document["versions"])
     assert document["model"] == str(small_model) and document["data"] == str(prepared_small)
-    assert document["split"]["users_evaluated"] == 120
+    # Every user with a test rating is evaluated: the deep model's numbers are the trainer's own.
+    trained = json.loads((small_model / "metrics.json").read_text())["test"]["like"]
+    ours = document["models"]["deep"]["classification"]
+    for metric in ("rows", "accuracy", "precision", "recall", "f1"):
+        assert ours[metric] == trained[metric], metric
+    for metric in ("auc", "log_loss"):
+        assert ours[metric] == pytest.approx(trained[metric], abs=1e-6), metric
     report = (evaluated / evaluation.REPORT).read_text()
     for name in MODELS:
         assert report.count(f"| {name} |") == 2  # one row in each table
@@ -151,26 +157,31 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
     assert not Path(f"{evaluated}.staging").exists()
 
 
-def test_metrics_are_in_range_and_models_beat_the_majority_class(evaluated, spark, prepared_small):
+def test_metrics_are_in_range_and_models_beat_the_majority_class(evaluated, prepared_small):
     document = json.loads((evaluated / evaluation.METRICS).read_text())
     train, test = read_split(prepared_small, "train"), read_split(prepared_small, "test")
-    majority = int(train[C.LIKE].mean() >= 0.5)
-    chosen = evaluation.evaluated_users(spark, spark.read.parquet(str(prepared_small / "test")), quick_config())
-    users = {row[0] for row in chosen.collect()}
-    evaluated_test = test[test[C.USER_ID].isin(users)]
-    majority_accuracy = float((evaluated_test[C.LIKE] == majority).mean())
-    assert document["split"]["majority_accuracy"] == majority_accuracy
-    assert document["split"]["test_rows"] == len(evaluated_test)
-    assert document["split"]["users_with_liked_test_movie"] == evaluated_test.loc[evaluated_test[C.LIKE] == 1, C.USER_ID].nunique()
+    majority_accuracy = float((test[C.LIKE] == int(train[C.LIKE].mean() >= 0.5)).mean())
+    split = document["split"]
+    assert split["majority_accuracy"] == majority_accuracy
+    assert (split["test_rows"], split["users_evaluated"]) == (len(test), test[C.USER_ID].nunique())
+    assert split["users_with_liked_test_movie"] == test.loc[test[C.LIKE] == 1, C.USER_ID].nunique()
     for name in ("deep", "als", "logistic"):
         assert document["models"][name]["classification"]["accuracy"] > majority_accuracy, name
     for name, result in document["models"].items():
         classified, ranked = result["classification"], result["ranking"]
-        assert classified["rows"] == len(evaluated_test)
+        assert classified["rows"] == len(test)
         assert 0.5 < classified["auc"] < 1 and 0 < classified["log_loss"] < 1, name
         assert all(0 <= ranked[key] <= 1 for key in ranked), name
         assert ranked["coverage@10"] > 0, name
     assert document["models"]["popular"]["ranking"]["ndcg@10"] > 0.02
+
+
+def test_a_user_sample_keeps_exactly_its_users_test_rows(data, prepared_small):
+    test = read_split(prepared_small, "test")
+    chosen = set(data.users[C.USER_ID])
+    assert len(chosen) == 120 and chosen <= set(test[C.USER_ID])
+    assert len(data.labels) == test[C.USER_ID].isin(chosen).sum()
+    assert set(data.relevant) == set(test.loc[test[C.USER_ID].isin(chosen) & (test[C.LIKE] == 1), C.USER_ID])
 
 
 def test_carve_out_is_a_disjoint_nonempty_share_of_train(data):

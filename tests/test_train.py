@@ -25,6 +25,8 @@ from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_bu
 from conftest import ROOT, load_job
 
 training.configure_runtime(training.TrainConfig(intra_op_threads=2, inter_op_threads=1))
+# pytest resets warning filters per test; dataset.py's filter for this petastorm advice does not reach here.
+pytestmark = pytest.mark.filterwarnings("ignore:Please use make_reader:UserWarning")
 
 TINY = [
     "--set", "epochs=2",

@@ -5,7 +5,8 @@ vocabulary sizes against the largest index in each split, empty splits) from
 Parquet footers alone. `Feed` streams one split through Petastorm's
 `make_batch_reader`: one row group at a time, shuffled at row-group level and
 again over a bounded buffer of rows, sliced into batches in numpy and handed to
-tf.data through a generator. Memory is bounded by the buffer, not the split.
+tf.data through a generator. Memory is bounded by the buffer and two row groups
+of read-ahead, not by the split.
 """
 
 from __future__ import annotations
@@ -237,6 +238,8 @@ class Feed:
             schema_fields=[re.escape(column) for column in self.columns()],
             # One worker keeps the row-group order the seeded ventilator chose: reproducible.
             workers_count=1,
+            # Read-ahead of at most two decoded row groups: memory stays bounded on any split size.
+            results_queue_size=2,
             shuffle_row_groups=shuffle,
             seed=epoch_seed(self.shuffle_seed, epoch) if shuffle else None,
             num_epochs=1,
@@ -311,7 +314,8 @@ def split_rows(split_dir: Path) -> int:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """Petastorm wants one int seed; mix the epoch in so every epoch reads in a new order."""
-    return int(np.random.default_rng([seed, epoch]).integers(2**31 - 1))
+    # Never 0: petastorm treats seed 0 as "unseeded".
+    return int(np.random.default_rng([seed, epoch]).integers(2**31 - 1)) or 1
 
 
 def take(chunk: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:

@@ -61,7 +61,9 @@ def grid_of(**options: list) -> list[dict]:
     return [dict(zip(names, values)) for values in itertools.product(*options.values())]
 
 
-def tune(grid: Iterable[dict], fit: Callable[[dict], object], loss: Callable[[object], float]) -> tuple[dict, object, list[dict]]:
+def tune(
+    grid: Iterable[dict], fit: Callable[[dict], object], loss: Callable[[object], float],
+) -> tuple[dict, object, list[dict]]:
     """Fit every setting; return the one with the lowest validation loss, its model, and the whole table."""
     table, best = [], None
     for setting in grid:
@@ -74,6 +76,7 @@ def tune(grid: Iterable[dict], fit: Callable[[dict], object], loss: Callable[[ob
 
 
 def classified(frame: DataFrame, probability: Column, predicted: Column) -> pd.DataFrame:
+    """The `classify` result: keys, P(like) and the 0/1 decision, collected to the driver."""
     return frame.select(
         C.USER_ID,
         C.MOVIE_ID,
@@ -96,7 +99,11 @@ class Baseline:
     def __init__(self, movie_ids: np.ndarray):
         self.movie_ids = movie_ids
 
+    def classify(self, rows: DataFrame) -> pd.DataFrame:
+        raise NotImplementedError
+
     def scores(self, user_idx: np.ndarray) -> np.ndarray:
+        """Scores of the users (by user_idx) against every catalogue movie, higher is better."""
         raise NotImplementedError
 
     def keys(self, user_idx: np.ndarray, watched_rows: np.ndarray, watched_cols: np.ndarray) -> np.ndarray:
@@ -346,7 +353,9 @@ def _log_loss(model: LogisticRegressionModel, validation: DataFrame) -> float:
     return evaluator.evaluate(model.transform(validation))
 
 
-def _split_terms(model: LogisticRegressionModel, vocab_sizes: dict[str, int], catalogue: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _split_terms(
+    model: LogisticRegressionModel, vocab_sizes: dict[str, int], catalogue: pd.DataFrame,
+) -> tuple[np.ndarray, np.ndarray]:
     """The per-user and per-catalogue-movie parts of the logit, from the coefficient blocks."""
     weights = model.coefficients.toArray()
     bounds = np.cumsum([0] + [vocab_sizes[name] for _, name in _ONE_HOT])

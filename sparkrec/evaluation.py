@@ -41,6 +41,7 @@ DEEP = "deep"
 BASELINES = ("popular", "als", "logistic")
 PREPARED_TABLES = ("train", "test")
 THRESHOLDED = ("accuracy", "precision", "recall", "f1")
+LISTED_POPULARITY = "train_ratings_per_listed_movie"
 
 
 class EvaluateError(ValueError):
@@ -108,6 +109,7 @@ class EvalData:
     users: pd.DataFrame  # evaluated users: userId, user_idx, watched (their train movieIds)
     labels: pd.DataFrame  # userId, movieId, like of `test`
     relevant: dict[int, set]  # userId -> liked test movieIds
+    train_ratings: dict[int, int]  # movieId -> its number of train ratings
     manifest: dict  # prepare's
 
     @property
@@ -202,6 +204,7 @@ def load_data(spark: SparkSession, data_dir: str, config: EvaluateConfig) -> Eva
         users=users,
         labels=labels,
         relevant=relevant_sets(labels),
+        train_ratings=dict(train.groupBy(C.MOVIE_ID).count().toPandas().itertuples(index=False)),
         manifest=manifest,
     )
 
@@ -264,6 +267,7 @@ def top_k_lists(scorer, users: pd.DataFrame, k: int, block: int) -> dict[int, np
 def ranking_quality(lists: dict[int, np.ndarray], data: EvalData, k: int) -> dict[str, float]:
     quality = ranking.mean_ranking_metrics(lists, data.relevant, k)
     quality[f"coverage@{k}"] = ranking.catalogue_coverage(lists, len(data.catalogue), k)
+    quality[f"{LISTED_POPULARITY}@{k}"] = ranking.mean_popularity(lists, data.train_ratings, k)
     return quality
 
 
@@ -369,6 +373,10 @@ def _table(results: dict, group: str, columns: tuple[tuple[str, str], ...], lowe
     return lines
 
 
+def _popularity_line(results: dict, k: int) -> str:
+    return ", ".join(f"{name} {result['ranking'][f'{LISTED_POPULARITY}@{k}']:.1f}" for name, result in results.items())
+
+
 def _verdict_lines(verdicts: dict, k: int) -> list[str]:
     lines = []
     for name, v in verdicts.items():
@@ -414,6 +422,8 @@ def report(doc: dict) -> str:
         "coverage is the share of the catalogue in any list.",
         "",
         *_table(results, "ranking", ranking_columns(k), set()),
+        "",
+        f"Mean train ratings of a listed movie (how mainstream the lists are): {_popularity_line(results, k)}.",
         "",
         "## Deep model minus each baseline",
         "",

@@ -82,3 +82,12 @@ def catalogue_coverage(lists: Mapping, catalogue_size: int, k: int) -> float:
     shown = {int(item) for ranked in lists.values() for item in np.asarray(ranked)[:k]}
     return len(shown) / catalogue_size
 
+
+def mean_popularity(lists: Mapping, counts: Mapping, k: int) -> float:
+    """Mean of `counts[item]` (e.g. train ratings) over every item in the lists' first `k`; absent items count 0.
+
+    Not a quality metric: it says how mainstream a model's lists are, which
+    explains much of the gap between models on the metrics above.
+    """
+    shown = [counts.get(int(item), 0) for ranked in lists.values() for item in np.asarray(ranked)[:k]]
+    return float(np.mean(shown)) if shown else 0.0

@@ -72,6 +72,12 @@ def test_catalogue_coverage_counts_distinct_items_in_the_head():
     assert ranking.catalogue_coverage(lists, 10, 2) == 3 / 10
 
 
+def test_mean_popularity_of_the_listed_items():
+    lists = {1: np.array([1, 2, 3]), 2: np.array([2, 5])}
+    assert ranking.mean_popularity(lists, {1: 10, 2: 4, 3: 100}, 2) == (10 + 4 + 4 + 0) / 4
+    assert ranking.mean_popularity({}, {1: 10}, 2) == 0.0
+
+
 
 # --- baselines and the job on ml-latest-small ------------------------------------
 
@@ -171,8 +177,9 @@ def test_metrics_are_in_range_and_models_beat_the_majority_class(evaluated, prep
         classified, ranked = result["classification"], result["ranking"]
         assert classified["rows"] == len(test)
         assert 0.5 < classified["auc"] < 1 and 0 < classified["log_loss"] < 1, name
-        assert all(0 <= ranked[key] <= 1 for key in ranked), name
-        assert ranked["coverage@10"] > 0, name
+        popularity = ranked.pop(f"{evaluation.LISTED_POPULARITY}@10")
+        assert all(0 <= value <= 1 for value in ranked.values()), name
+        assert ranked["coverage@10"] > 0 and popularity > 0, name
     assert document["models"]["popular"]["ranking"]["ndcg@10"] > 0.02
 
 

@@ -1,8 +1,9 @@
 """Keras models that predict whether a user likes a movie.
 
 `paper` is Table 1 of the seed paper, layer for layer. `deep` is our own model:
-more movie-side inputs (multi-hot genres, tags), user and movie bias terms, a
-wider MLP and a rating head trained beside the like head.
+more movie-side inputs (multi-hot genres, tags), a wider MLP, a rating head
+trained beside the like head, and optional user and movie bias terms.
+docs/results.md records what each of these was measured to be worth.
 
 Factorization contract (what the scoring job may rely on)
 ---------------------------------------------------------
@@ -30,8 +31,9 @@ for every (user, movie) pair:
   inference, `interaction = sum_i vector_i @ W[block_i] + b`: the user part
   and the movie part are computed apart and added per pair.
 * Everything after `interaction` depends on it alone, except the deep model's
-  bias terms: the like logit is `like_logit + bias_user_idx[user] +
-  bias_movie_idx[movie]` (Embedding layers of width 1) before the sigmoid.
+  optional bias terms (`bias_terms=True`): the like logit is then `like_logit +
+  bias_user_idx[user] + bias_movie_idx[movie]` (Embedding layers of width 1)
+  before the sigmoid.
   `keras.Model(inputs=[intermediate tensors], outputs=...)` builds that tail
   from the loaded model.
 

@@ -163,7 +163,7 @@ def build_deep_model(
     hidden_units: tuple[int, ...] = (256, 128),
     dropout: float = 0.2,
     l2: float = 3e-3,
-    bias_terms: bool = True,
+    bias_terms: bool = False,
     rating_weight: float = 1.0,
     learning_rate: float = 2e-3,
 ) -> keras.Model:

@@ -703,24 +703,29 @@ def worker_scorer(key: tuple, payload, loads) -> object:
 # --- Spark: who is scored, against what --------------------------------------
 
 
-def target_users(interactions: DataFrame, user_vocab: DataFrame, users: str, limit: int) -> DataFrame:
-    """userIds to score: the sampled users (vocab/user) or every user with a rating; the lowest `limit` if set."""
-    chosen = user_vocab.select(C.USER_ID) if users == "sample" else interactions.select(C.USER_ID).distinct()
-    return chosen.orderBy(C.USER_ID).limit(limit) if limit else chosen
-
-
 def watched_sets(interactions: DataFrame, movies: DataFrame) -> DataFrame:
-    """userId, watched: the distinct catalogue movies each user rated."""
-    rated = interactions.select(C.USER_ID, C.MOVIE_ID).join(movies.select(C.MOVIE_ID), C.MOVIE_ID, "left_semi")
-    return rated.groupBy(C.USER_ID).agg(F.collect_set(C.MOVIE_ID).alias(WATCHED))
+    """userId, watched: every user with a rating, and the distinct catalogue movies they rated (maybe none).
+
+    One pass over the ratings gives both the users=all list and the watched sets.
+    """
+    catalogue = F.broadcast(movies.select(C.MOVIE_ID, F.lit(True).alias("_catalogued")))
+    rated = interactions.select(C.USER_ID, C.MOVIE_ID).join(catalogue, C.MOVIE_ID, "left")
+    in_catalogue = F.when(F.col("_catalogued"), F.col(C.MOVIE_ID))  # null otherwise, which collect_set skips
+    return rated.groupBy(C.USER_ID).agg(F.collect_set(in_catalogue).alias(WATCHED))
 
 
-def scoring_input(targets: DataFrame, watched: DataFrame, user_vocab: DataFrame) -> DataFrame:
-    """userId, user_idx (0 outside the model's vocabulary), watched (empty when none)."""
-    indexed = vocab.lookup(targets, user_vocab, C.USER_ID, C.USER_IDX)
-    joined = indexed.join(watched, C.USER_ID, "left")
+def scoring_input(watched: DataFrame, user_vocab: DataFrame, users: str, limit: int) -> DataFrame:
+    """userId, user_idx (0 outside the model's vocabulary), watched (empty when none).
+
+    users="sample": the users of vocab/user; "all": every user with a rating.
+    With `limit`, only that many users, the lowest userIds.
+    """
+    chosen = watched if users == "all" else user_vocab.select(C.USER_ID).join(watched, C.USER_ID, "left")
+    if limit:
+        chosen = chosen.orderBy(C.USER_ID).limit(limit)
+    indexed = vocab.lookup(chosen, user_vocab, C.USER_ID, C.USER_IDX)
     empty = F.array().cast(T.ArrayType(T.IntegerType()))
-    return joined.select(C.USER_ID, C.USER_IDX, F.coalesce(F.col(WATCHED), empty).alias(WATCHED))
+    return indexed.select(C.USER_ID, C.USER_IDX, F.coalesce(F.col(WATCHED), empty).alias(WATCHED))
 
 
 def known_users(frame: DataFrame) -> DataFrame:
@@ -944,10 +949,10 @@ def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConf
     """Build each user's candidate set (cached and counted), then declare the scoring over it."""
     partitions = config.partitions or 2 * spark.sparkContext.defaultParallelism
     with timer.stage("candidates"):
-        targets = target_users(inputs.interactions, inputs.user_vocab, config.users, config.limit_users)
         watched = watched_sets(inputs.interactions, inputs.movies)
+        chosen = scoring_input(watched, inputs.user_vocab, config.users, config.limit_users)
         # Cached already partitioned, so the timed scoring starts from memory without a shuffle.
-        frame = scoring_input(targets, watched, inputs.user_vocab).repartition(partitions, C.USER_ID).cache()
+        frame = chosen.repartition(partitions, C.USER_ID).cache()
         counts = input_counts(frame, len(inputs.catalogue), config.top_k)
         if config.unknown_users == "skip":
             frame = known_users(frame)

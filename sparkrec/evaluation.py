@@ -185,27 +185,35 @@ def relevant_sets(labels: pd.DataFrame) -> dict[int, set]:
     return {int(user): set(group[C.MOVIE_ID].tolist()) for user, group in liked.groupby(C.USER_ID)}
 
 
+def user_table(train: DataFrame, movies: DataFrame, user_vocab: DataFrame, chosen: DataFrame) -> pd.DataFrame:
+    """The evaluated users as the scorer reads them: userId, user_idx, watched (their train movieIds)."""
+    watched = scoring.watched_sets(train, movies)
+    # Every evaluated user is a sampled user (a test rating implies it): the "sample" input holds them all.
+    sampled = scoring.scoring_input(watched, user_vocab, "sample", 0)
+    return sampled.join(chosen, C.USER_ID, "left_semi").orderBy(C.USER_ID).toPandas()
+
+
+def rating_counts(train: DataFrame) -> dict[int, int]:
+    return {int(movie): int(n) for movie, n in train.groupBy(C.MOVIE_ID).count().toPandas().itertuples(index=False)}
+
+
 def load_data(spark: SparkSession, data_dir: str, config: EvaluateConfig) -> EvalData:
     check_prepared(spark, data_dir)
-    manifest = json.loads(storage.read_text(spark, f"{data_dir}/manifest.json"))
     train = spark.read.parquet(f"{data_dir}/train").cache()
     test = spark.read.parquet(f"{data_dir}/test")
     chosen = F.broadcast(evaluated_users(spark, test, config))
     test = test.join(chosen, C.USER_ID, "left_semi").cache()
     movies = spark.read.parquet(f"{data_dir}/movies")
-    watched = scoring.watched_sets(train, movies)
-    user_vocab = spark.read.parquet(f"{data_dir}/vocab/user")
-    users = scoring.scoring_input(chosen, watched, user_vocab).orderBy(C.USER_ID).toPandas()
     labels = test.select(C.USER_ID, C.MOVIE_ID, C.LIKE).toPandas()
     return EvalData(
         train=train,
         test=test,
         catalogue=movies.orderBy(C.MOVIE_ID).toPandas(),
-        users=users,
+        users=user_table(train, movies, spark.read.parquet(f"{data_dir}/vocab/user"), chosen),
         labels=labels,
         relevant=relevant_sets(labels),
-        train_ratings=dict(train.groupBy(C.MOVIE_ID).count().toPandas().itertuples(index=False)),
-        manifest=manifest,
+        train_ratings=rating_counts(train),
+        manifest=json.loads(storage.read_text(spark, f"{data_dir}/manifest.json")),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ def load_job(name: str):
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession
+
+    # Python workers must run this interpreter (the venv's), whatever python3 the PATH finds.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     session = (
         SparkSession.builder.master("local[2]")

@@ -9,8 +9,9 @@ generic path (Keras predict_on_batch on every candidate pair, in the same
 Spark pandas UDF). Prints, from each run's manifest, the candidate pairs, the
 seconds of the score stage (the pandas UDF, top-K and the Parquet write), the
 pairs per second and their ratio, the job's wall time from spark-submit to
-exit, and the pairs per CPU second of the Python workers: on a machine shared
-with other jobs, wall-clock rates measure the neighbours too, CPU time does not.
+exit, and pairs per CPU second of the score stage (Python workers inside the
+UDF plus the local-mode JVM): on a machine shared with other jobs, wall-clock
+rates measure the neighbours too, CPU time does not.
 
 Without --model, a paper model (Table 1) with random weights is built for the
 data's vocabularies: throughput does not depend on the weights. Extra --set
@@ -75,14 +76,16 @@ def score(data: Path, model: Path, output: Path, settings: list[str]) -> tuple[d
 
 
 def describe(name: str, manifest: dict, wall: float) -> tuple[float, float]:
-    """Print one run's figures; return its pairs per second and pairs per worker CPU second."""
+    """Print one run's figures; return its pairs per second and pairs per CPU second."""
     seconds = manifest["timings_s"]["score"]
-    rate, cpu_rate = manifest["pairs_scored"] / seconds, manifest["pairs_per_worker_cpu_second"]
+    rate, cpu_rate = manifest["pairs_scored"] / seconds, manifest["pairs_per_cpu_second"]
+    cpu = manifest["worker_cpu_s"] + manifest["score_jvm_cpu_s"]
     print(
         f"{name:6s} {manifest['path']['chosen']:7s} {manifest['path']['kernel']:13s} "
         f"{manifest['users']['scored']:>7,} users x {manifest['catalogue_movies']:,} movies = "
-        f"{manifest['pairs_scored']:>13,} pairs; score stage {seconds:6.1f} s = {rate / 1e6:7.2f} M pairs/s, "
-        f"{cpu_rate / 1e6:7.2f} M pairs per worker CPU s; job wall {wall:5.1f} s"
+        f"{manifest['pairs_scored']:>13,} pairs; score stage {seconds:6.1f} s = {rate / 1e6:7.2f} M pairs/s; "
+        f"{cpu:6.1f} CPU s (Python {manifest['worker_cpu_s']:.1f}, JVM {manifest['score_jvm_cpu_s']:.1f}) = "
+        f"{cpu_rate / 1e6:7.2f} M pairs per CPU s; job wall {wall:5.1f} s"
     )
     return rate, cpu_rate
 

@@ -991,8 +991,11 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 def load(spark: SparkSession, scored: Scored, staging: str, config: ScoreConfig, timer: StageTimer) -> dict:
     """Run the scoring into staging/recommendations (and the export); returns the written counts."""
     path = f"{staging}/recommendations"
+    jvm_started = jvm_cpu_seconds(spark)
     with session_conf(spark, ARROW_BATCH, str(config.arrow_batch_users)), timer.stage("score"):
         scored.recommendations.write.mode("error").parquet(path)
+    jvm_finished = jvm_cpu_seconds(spark)
+    jvm_cpu = None if None in (jvm_started, jvm_finished) else round(jvm_finished - jvm_started, 3)
     timer.count("recommendations", spark.read.parquet(path).count())
     if config.export != "none":
         with timer.stage("export"):
@@ -1001,7 +1004,13 @@ def load(spark: SparkSession, scored: Scored, staging: str, config: ScoreConfig,
                 writer.option("header", True).csv(f"{staging}/export")
             else:
                 writer.json(f"{staging}/export")
-    return scored.counters.values()
+    return {**scored.counters.values(), "score_jvm_cpu_s": jvm_cpu}
+
+
+def jvm_cpu_seconds(spark: SparkSession) -> float | None:
+    """CPU seconds used so far by the driver JVM (in local mode it runs the executors too); None if unknown."""
+    duration = spark._jvm.java.lang.ProcessHandle.current().info().totalCpuDuration()
+    return duration.get().toMillis() / 1000 if duration.isPresent() else None
 
 
 def manifest(
@@ -1024,8 +1033,10 @@ def manifest(
         "users": {name[len("users_"):]: n for name, n in scored.counts.items() if name.startswith("users_")},
         "pairs_scored": scored.counts["pairs"],
         "pairs_per_second": _rate(scored.counts["pairs"], timer.seconds["score"]),
-        # Python workers' CPU seconds: what the scoring costs even on a machine shared with other jobs.
+        # Per CPU second, what the scoring costs even on a machine shared with other jobs: the
+        # Python workers' CPU inside the UDF, and in local mode also the JVM's during the stage.
         "pairs_per_worker_cpu_second": _rate(scored.counts["pairs"], loaded["worker_cpu_s"]),
+        "pairs_per_cpu_second": _rate(scored.counts["pairs"], _local_cpu_seconds(spark, loaded)),
         "recommendations": {"rows": timer.rows["recommendations"], "expected": scored.counts["rows_expected"]},
         "partitions": scored.partitions,
         **loaded,
@@ -1040,8 +1051,16 @@ def manifest(
     }
 
 
-def _rate(count: int, seconds: float) -> int | None:
+def _rate(count: int, seconds: float | None) -> int | None:
     return round(count / seconds) if seconds else None
+
+
+def _local_cpu_seconds(spark: SparkSession, loaded: dict) -> float | None:
+    """Workers' plus JVM CPU of the score stage, when the JVM is the only executor (local mode)."""
+    jvm = loaded["score_jvm_cpu_s"]
+    if jvm is None or not spark.sparkContext.master.startswith("local"):
+        return None
+    return loaded["worker_cpu_s"] + jvm
 
 
 def write_manifest(spark: SparkSession, document: dict, path: str) -> None:

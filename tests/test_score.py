@@ -341,7 +341,8 @@ def test_manifest_and_exports(fast_run, generic_run):
     assert document["model"]["vocabularies_checked"] == ["user", "movie", "genre", "year", "tag"]
     assert len(document["model"]["sha256"]) == 64
     assert document["config"]["top_k"] == 10 and document["partitions"] == 8
-    assert document["pairs_per_second"] > 0 and document["worker_cpu_s"] > 0
+    assert document["pairs_per_second"] > 0 and document["worker_cpu_s"] > 0 and document["score_jvm_cpu_s"] > 0
+    assert 0 < document["pairs_per_cpu_second"] < document["pairs_per_worker_cpu_second"]
     assert set(document["timings_s"]) >= {"extract", "model", "candidates", "score"}
     # The model is built once per Python worker, not once per batch (25 users each) or per task.
     assert document["arrow_batches"] >= 8 * 3 and document["scorer_loads"] <= 2

@@ -9,7 +9,6 @@ state lives in MODEL_DIR.backup until the new model is in place.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -287,14 +286,6 @@ def resumed_epoch(backup_dir: Path) -> int:
     return int(json.loads(metadata.read_text())["epoch"])
 
 
-def tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
-    """The TensorBoard callback, or none (with a warning) where the tensorboard package is missing."""
-    if importlib.util.find_spec("tensorboard") is None:
-        log.warning("tensorboard is not installed: no TensorBoard logs in %s", log_dir)
-        return []
-    return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False)]
-
-
 def monitor_key(model: keras.Model, config: TrainConfig) -> tuple[str, Literal["min", "max"]]:
     """The validation log key early stopping watches, and whether higher is better."""
     if config.monitor == "loss":
@@ -344,7 +335,7 @@ def fit(model: keras.Model, feeds: Feeds, config: TrainConfig, backup_dir: Path,
             TestMetrics(feeds.test.dataset(feeds.rows["test"])),
             state,
             keras.callbacks.BackupAndRestore(str(backup_dir / "keras"), delete_checkpoint=False),
-            *tensorboard(log_dir),
+            keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
         ]
         model.fit(
             feeds.train.dataset(feeds.rows["train"], first_epoch, config.epochs),

@@ -158,6 +158,7 @@ class Deep:
 
 
 def check_prepared(spark: SparkSession, data_dir: str) -> None:
+    """The splits the scoring job's checks do not cover (it reads interactions/, movies/, vocab/)."""
     for table in PREPARED_TABLES:
         if not storage.exists(spark, f"{data_dir}/{table}"):
             raise EvaluateError(f"{data_dir}/{table} is missing: not a complete prepare output")
@@ -181,6 +182,7 @@ def evaluated_users(spark: SparkSession, test: DataFrame, config: EvaluateConfig
 
 
 def relevant_sets(labels: pd.DataFrame) -> dict[int, set]:
+    """userId -> the movies the user liked in test; users without one are absent."""
     liked = labels[labels[C.LIKE] == 1]
     return {int(user): set(group[C.MOVIE_ID].tolist()) for user, group in liked.groupby(C.USER_ID)}
 
@@ -194,10 +196,12 @@ def user_table(train: DataFrame, movies: DataFrame, user_vocab: DataFrame, chose
 
 
 def rating_counts(train: DataFrame) -> dict[int, int]:
+    """movieId -> its number of train ratings."""
     return {int(movie): int(n) for movie, n in train.groupBy(C.MOVIE_ID).count().toPandas().itertuples(index=False)}
 
 
 def load_data(spark: SparkSession, data_dir: str, config: EvaluateConfig) -> EvalData:
+    """Read the split; only the evaluated users' test rows, user table and labels reach the driver."""
     check_prepared(spark, data_dir)
     train = spark.read.parquet(f"{data_dir}/train").cache()
     test = spark.read.parquet(f"{data_dir}/test")
@@ -233,7 +237,8 @@ def extract(spark: SparkSession, data_dir: str, model_dir: str, config: Evaluate
 # --- transform -------------------------------------------------------------
 
 
-def fit_baseline(spark: SparkSession, name: str, data: EvalData, config: EvaluateConfig):
+def fit_baseline(spark: SparkSession, name: str, data: EvalData, config: EvaluateConfig) -> baselines.Baseline:
+    """The named baseline, fitted on all of train with the settings of `config`."""
     if name == "popular":
         return baselines.fit_popular(data.train, data.catalogue, config.popular_prior)
     if name == "als":
@@ -273,6 +278,7 @@ def top_k_lists(scorer, users: pd.DataFrame, k: int, block: int) -> dict[int, np
 
 
 def ranking_quality(lists: dict[int, np.ndarray], data: EvalData, k: int) -> dict[str, float]:
+    """The @k metrics of one model's lists, its catalogue coverage and how mainstream its lists are."""
     quality = ranking.mean_ranking_metrics(lists, data.relevant, k)
     quality[f"coverage@{k}"] = ranking.catalogue_coverage(lists, len(data.catalogue), k)
     quality[f"{LISTED_POPULARITY}@{k}"] = ranking.mean_popularity(lists, data.train_ratings, k)
@@ -290,6 +296,7 @@ def measure(model, data: EvalData, config: EvaluateConfig, timer: StageTimer) ->
 
 
 def split_summary(data: EvalData) -> dict:
+    """Sizes of what was evaluated, and the accuracy of always predicting train's majority class."""
     train_rate = float(data.train.agg(F.avg(C.LIKE)).first()[0])
     majority = 1 if train_rate >= 0.5 else 0
     return {

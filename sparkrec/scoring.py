@@ -395,7 +395,9 @@ def recommend_batch(scorer, users: pd.DataFrame, k: int, block: int) -> pd.DataF
 # --- reading the Keras model -------------------------------------------------
 #
 # Keras (and sparkrec.model, which imports it) is imported inside these
-# functions: fast-path workers never pay for TensorFlow.
+# functions: fast-path workers never pay for TensorFlow. Keras 3 exposes a
+# functional model's graph only through `_keras_history` and `_inbound_nodes`;
+# the structure checks below use nothing else of its internals.
 
 _IDENTITY_LAYERS = ("Dropout", "GaussianDropout", "GaussianNoise", "AlphaDropout", "SpatialDropout1D")
 
@@ -528,7 +530,7 @@ def _side(tensor) -> str:
     return "both" if C.USER_IDX in names else "movie"
 
 
-def _walk_back(tensor) -> tuple[list, tuple]:
+def _walk_back(tensor) -> tuple[object, object, tuple]:
     """From `tensor`, back over Dense and elementwise layers to the first Dense.
 
     Returns (the first Dense, its input, the operations after its matmul in forward order).
@@ -667,6 +669,7 @@ class Payload:
 
 
 def build_scorer(payload: Payload):
+    """A FastScorer from the factorized tables, else a KerasScorer from the model file."""
     if payload.factorized is not None:
         return FastScorer(payload.factorized, payload.movie_ids)
     _single_threaded_tensorflow()
@@ -729,6 +732,7 @@ def scoring_input(watched: DataFrame, user_vocab: DataFrame, users: str, limit: 
 
 
 def known_users(frame: DataFrame) -> DataFrame:
+    """The users the model has an embedding for (unknown_users=skip)."""
     return frame.filter(F.col(C.USER_IDX) != C.UNKNOWN_INDEX)
 
 
@@ -832,6 +836,7 @@ class Scored:
     counts: dict[str, int]
     partitions: int
     counters: WorkerCounters
+    cached: DataFrame  # the candidate sets, released once written
 
 
 def extract(spark: SparkSession, data_dir: str, model_dir: str, timer: StageTimer) -> Inputs:
@@ -914,10 +919,14 @@ def plan(inputs: Inputs, config: ScoreConfig, timer: StageTimer) -> Plan:
 
 
 def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
+    model_file = f"{inputs.model_dir}/{MODEL_FILE}"
+    # Keras reports a file that is not a zip archive as "File not found"; say what is wrong instead.
+    if not inputs.model_bytes.startswith(b"PK"):
+        raise ScoreError(f"{model_file} is not a Keras model file (a .keras zip archive)")
     try:
         model = scored_model(load_keras_model(inputs.model_bytes), config.output_name)
     except (ValueError, OSError, TypeError) as exc:
-        raise ScoreError(f"cannot load {inputs.model_dir}/{MODEL_FILE}: {str(exc).splitlines()[0]}") from None
+        raise ScoreError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
     check_embeddings(model, inputs.vocab_sizes)
     catalogue = catalogue_inputs(model, inputs.catalogue)
     movie_ids = inputs.catalogue[C.MOVIE_ID].to_numpy(dtype=np.int64)
@@ -952,13 +961,13 @@ def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConf
         watched = watched_sets(inputs.interactions, inputs.movies)
         chosen = scoring_input(watched, inputs.user_vocab, config.users, config.limit_users)
         # Cached already partitioned, so the timed scoring starts from memory without a shuffle.
-        frame = chosen.repartition(partitions, C.USER_ID).cache()
-        counts = input_counts(frame, len(inputs.catalogue), config.top_k)
+        cached = chosen.repartition(partitions, C.USER_ID).cache()
+        counts = input_counts(cached, len(inputs.catalogue), config.top_k)
         if config.unknown_users == "skip":
-            frame = known_users(frame)
+            frame = known_users(cached)
             scored_counts = input_counts(frame, len(inputs.catalogue), config.top_k)
         else:
-            scored_counts = counts
+            frame, scored_counts = cached, counts
     counts = {
         "users_requested": counts["users"],
         "users_unknown": counts["unknown"],
@@ -971,7 +980,7 @@ def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConf
     payload = spark.sparkContext.broadcast(plan.payload)
     counters = WorkerCounters.create(spark)
     scored = recommend(frame, payload, plan.payload.key, config.top_k, config.block_users, counters)
-    return Scored(with_movie_details(scored, inputs.movies), counts, partitions, counters)
+    return Scored(with_movie_details(scored, inputs.movies), counts, partitions, counters, cached)
 
 
 @contextmanager
@@ -996,6 +1005,7 @@ def load(spark: SparkSession, scored: Scored, staging: str, config: ScoreConfig,
         scored.recommendations.write.mode("error").parquet(path)
     jvm_finished = jvm_cpu_seconds(spark)
     jvm_cpu = None if None in (jvm_started, jvm_finished) else round(jvm_finished - jvm_started, 3)
+    scored.cached.unpersist()
     timer.count("recommendations", spark.read.parquet(path).count())
     if config.export != "none":
         with timer.stage("export"):

@@ -378,6 +378,14 @@ def test_missing_interactions_is_named(score_job, prepared_small, models, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_file_that_is_not_a_model_is_named(score_job, prepared_small, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / scoring.MODEL_FILE).write_text("not a model")
+    with pytest.raises(scoring.ScoreError, match=r"model.keras is not a Keras model file \(a .keras zip archive\)$"):
+        run(score_job, prepared_small, model_dir, tmp_path / "out")
+
+
 def test_fast_path_on_a_non_factorizable_model_fails(score_job, prepared_small, models, tmp_path):
     with pytest.raises(scoring.ScoreError, match=r"path=fast: the model does not factorize \(layer 'dot'"):
         run(score_job, prepared_small, models["dot"], tmp_path / "out", "path=fast")

@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkrec import baselines, metrics, ranking, sampling, scoring, storage
+from sparkrec import baselines, metrics, ranking, sampling, scoring, session, storage
 from sparkrec import columns as C
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.runinfo import StageTimer, library_versions
@@ -356,11 +356,7 @@ def document(spark: SparkSession, results: dict, data: EvalData, config: Evaluat
         "prepare_config": data.manifest.get("config"),
         "seed": config.seed,
         "versions": {**library_versions(), "spark": spark.version},
-        "spark": {
-            "master": spark.sparkContext.master,
-            "default_parallelism": spark.sparkContext.defaultParallelism,
-            "shuffle_partitions": int(spark.conf.get("spark.sql.shuffle.partitions")),
-        },
+        "spark": session.describe(spark),
         "timings_s": dict(timer.seconds),
     }
 

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkrec import columns as C
-from sparkrec import features, figures, movielens, petastorm_io, sampling, storage, validation, vocab
+from sparkrec import features, figures, movielens, petastorm_io, sampling, session, storage, validation, vocab
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.runinfo import StageTimer, library_versions
 
@@ -325,11 +325,7 @@ def manifest(
         "config": to_dict(config),
         "seed": config.seed,
         "versions": {**library_versions(), "spark": spark.version},
-        "spark": {
-            "master": spark.sparkContext.master,
-            "default_parallelism": spark.sparkContext.defaultParallelism,
-            "shuffle_partitions": int(spark.conf.get("spark.sql.shuffle.partitions")),
-        },
+        "spark": session.describe(spark),
         "timings_s": dict(timer.seconds),
         **loaded,
     }

@@ -84,23 +84,26 @@ def run_spark(raw: Path, output: Path, extra: list[str]) -> tuple[float, int, di
 
 DUCKDB_SQL = """
 SET threads = {threads};
-CREATE TABLE movies AS SELECT * FROM read_csv('{raw}/movies.csv', header = true, quote = '"', escape = '"',
-    columns = {{'movieId': 'INTEGER', 'title': 'VARCHAR', 'genres': 'VARCHAR'}});
+CREATE TABLE movies AS
+  SELECT movieId, title, genres,
+         TRY_CAST(NULLIF(regexp_extract(trim(title), '\\((\\d{{4}})(?:\\s*[-]\\s*(?:\\d{{4}})?)?\\)$', 1), '')
+                  AS INTEGER) AS release_year,
+         string_split(genres, '|')[1] AS genre1, string_split(genres, '|')[2] AS genre2,
+         {flags}
+  FROM read_csv('{raw}/movies.csv', header = true, quote = '"', escape = '"',
+       columns = {{'movieId': 'INTEGER', 'title': 'VARCHAR', 'genres': 'VARCHAR'}});
 COPY (
   SELECT r.userId, r.movieId, r.rating, r.timestamp, CAST(r.rating >= 3.5 AS INTEGER) AS "like",
-         m.title, m.genres,
-         TRY_CAST(NULLIF(regexp_extract(trim(m.title), '\\((\\d{{4}})(?:\\s*[-]\\s*(?:\\d{{4}})?)?\\)$', 1), '')
-                  AS INTEGER) AS release_year,
-         string_split(m.genres, '|')[1] AS genre1, string_split(m.genres, '|')[2] AS genre2,
-         {flags}
+         m.release_year, m.genre1, m.genre2
   FROM read_csv('{raw}/ratings.csv', header = true,
        columns = {{'userId': 'INTEGER', 'movieId': 'INTEGER', 'rating': 'DOUBLE', 'timestamp': 'BIGINT'}}) r
   JOIN movies m USING (movieId)
 ) TO '{out}/interactions.parquet' (FORMAT parquet);
 CREATE TABLE sampled AS
-  SELECT i.* FROM read_parquet('{out}/interactions.parquet') i
+  SELECT i.*, m.title, m.genres, {flag_names} FROM read_parquet('{out}/interactions.parquet') i
   JOIN (SELECT DISTINCT userId FROM read_parquet('{out}/interactions.parquet')
-        ORDER BY hash(userId, 42), userId LIMIT 5000) u USING (userId);
+        ORDER BY hash(userId, 42), userId LIMIT 5000) u USING (userId)
+  JOIN movies m USING (movieId);
 COPY (SELECT * FROM sampled WHERE hash(userId, movieId, 42) % 10 <> 0) TO '{out}/train.parquet' (FORMAT parquet);
 COPY (SELECT * FROM sampled WHERE hash(userId, movieId, 42) % 10 = 0) TO '{out}/test.parquet' (FORMAT parquet);
 """
@@ -110,11 +113,12 @@ def run_duckdb(raw: Path, output: Path) -> tuple[float, int]:
     from sparkrec import columns as C
 
     flags = ",\n         ".join(
-        f"CAST(list_contains(string_split(m.genres, '|'), '{genre}') AS TINYINT) AS {flag}"
+        f"CAST(list_contains(string_split(genres, '|'), '{genre}') AS TINYINT) AS {flag}"
         for genre, flag in zip(C.GENRE_LIST, C.GENRE_FLAG_COLUMNS)
     )
     output.mkdir(parents=True)
-    sql = DUCKDB_SQL.format(threads=THREADS, raw=raw, out=output, flags=flags)
+    flag_names = ", ".join(f"m.{flag}" for flag in C.GENRE_FLAG_COLUMNS)
+    sql = DUCKDB_SQL.format(threads=THREADS, raw=raw, out=output, flags=flags, flag_names=flag_names)
     script = f"import duckdb; duckdb.connect().execute({sql!r})"
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", script])
@@ -138,6 +142,8 @@ def main() -> None:
 
     duck_s, duck_rss = run_duckdb(args.raw, args.work / "duckdb")
     spark_s, spark_rss, manifest = run_spark(args.raw, args.work / "spark", [])
+    # Other work on the machine inflates both sides unevenly: the load says whether a run counts.
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"input: {args.raw}/ratings.csv {size_mb:,.0f} MB, {manifest['rows']['ratings_read']:,} ratings")
     print(f"duckdb reference ({THREADS} threads): {duck_s:6.1f} s   peak RSS {duck_rss / 2**30:5.2f} GiB")
     print(f"spark prepare (local[2], wall):  {spark_s:6.1f} s   peak RSS {spark_rss / 2**30:5.2f} GiB")

@@ -63,23 +63,26 @@ def movie_features(movies: DataFrame, tags: DataFrame | None, top_tags: int) -> 
     return with_tags.withColumn(C.TAGS, F.coalesce(C.TAGS, F.array().cast(T.ArrayType(T.StringType()))))
 
 
+# The interactions table: each rating with the movie fields the paper's model reads.
+# Title, genre list, multi-hot flags and tags stay once per movie in movies/ (join on
+# movieId): repeating them on 20M rows made the table's write 2.4x slower (docs/benchmarks.md).
 INTERACTION_COLUMNS = (
     C.USER_ID,
     C.MOVIE_ID,
     C.RATING,
     C.TIMESTAMP,
     C.LIKE,
-    C.TITLE,
-    C.GENRES,
     C.RELEASE_YEAR,
     C.GENRE1,
     C.GENRE2,
-    C.TAGS,
-    *C.GENRE_FLAG_COLUMNS,
 )
 
 
-def interactions(ratings: DataFrame, movies: DataFrame, like_threshold: float) -> DataFrame:
-    """Every valid rating joined with its movie's features (the catalogue is small: broadcast)."""
+def labelled(ratings: DataFrame, movies: DataFrame, like_threshold: float) -> DataFrame:
+    """Every valid rating joined with all its movie's features, plus the like label (the catalogue is small: broadcast)."""
     joined = ratings.join(F.broadcast(movies), C.MOVIE_ID, "inner")
-    return joined.withColumn(C.LIKE, like_label(F.col(C.RATING), like_threshold)).select(*INTERACTION_COLUMNS)
+    return joined.withColumn(C.LIKE, like_label(F.col(C.RATING), like_threshold))
+
+
+def interactions(ratings: DataFrame, movies: DataFrame, like_threshold: float) -> DataFrame:
+    return labelled(ratings, movies, like_threshold).select(*INTERACTION_COLUMNS)

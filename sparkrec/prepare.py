@@ -155,6 +155,22 @@ def enrich(validated: Validated, movies: DataFrame, config: PrepareConfig) -> Da
     return features.interactions(validated.good("ratings"), movies, config.like_threshold)
 
 
+def sample(
+    spark: SparkSession, validated: Validated, movies: DataFrame, config: PrepareConfig
+) -> tuple[list[int], DataFrame]:
+    """The sampled users and their ratings with every movie feature.
+
+    Users are drawn from the valid ratings (each has a known movie), and the
+    sample is cut before the movie join, so only its rows are enriched.
+    """
+    ratings = validated.good("ratings")
+    users = sampling.sample_users(ratings, config.user_count, config.seed)
+    chosen = spark.createDataFrame([(u,) for u in users], T.StructType([T.StructField(C.USER_ID, T.IntegerType())]))
+    sampled = features.labelled(ratings.join(F.broadcast(chosen), C.USER_ID, "inner"), movies, config.like_threshold)
+    # Cached: the vocabularies, both splits and the figures all read the sample.
+    return users, sampled.cache()
+
+
 def build_vocabularies(spark: SparkSession, users: list[int], sampled: DataFrame) -> dict[str, DataFrame]:
     """Vocabularies of the sample: its users, the movies they rated, and those movies' genres, years, tags."""
     movies = sampled.select(C.MOVIE_ID, C.GENRE1, C.GENRE2, C.RELEASE_YEAR, C.TAGS).distinct().collect()
@@ -180,22 +196,18 @@ def index_movies(frame: DataFrame, vocabularies: dict[str, DataFrame]) -> DataFr
 
 
 def to_split_schema(frame: DataFrame, seed: int, files: int) -> DataFrame:
-    """Cast to the Petastorm contract, pre-shuffled by a seeded hash so each file is a random slice."""
+    """Cast to the Petastorm contract, pre-shuffled by a seeded hash so each file is a random slice.
+
+    Hash partitioning on the hash, not a range: a range needs a sampling pass over the input first.
+    """
     casts = [F.col(f.name).cast(f.dataType).alias(f.name) for f in C.SPLIT_SCHEMA.fields]
     order = F.xxhash64(F.lit(seed), F.col(C.USER_ID), F.col(C.MOVIE_ID))
     return (
         frame.select(*casts, order.alias("_order"))
-        .repartitionByRange(files, "_order")
+        .repartition(files, "_order")
         .sortWithinPartitions("_order")
         .drop("_order")
     )
-
-
-def sample_users(spark: SparkSession, interactions: DataFrame, config: PrepareConfig) -> tuple[list[int], DataFrame]:
-    users = sampling.sample_users(interactions, config.user_count, config.seed)
-    chosen = spark.createDataFrame([(u,) for u in users], T.StructType([T.StructField(C.USER_ID, T.IntegerType())]))
-    # Cached: the vocabularies, both splits and the figures all read the sample.
-    return users, interactions.join(F.broadcast(chosen), C.USER_ID, "inner").cache()
 
 
 def split(indexed: DataFrame, config: PrepareConfig) -> DataFrame:
@@ -219,7 +231,7 @@ def transform(spark: SparkSession, extracted: Extracted, config: PrepareConfig, 
     movies = movie_table(validated, config).cache()
     interactions = enrich(validated, movies, config)
     with timer.stage("sample"):
-        users, sampled = sample_users(spark, interactions, config)
+        users, sampled = sample(spark, validated, movies, config)
         timer.count("sampled_users", len(users))
         vocabularies = build_vocabularies(spark, users, sampled)
     indexed = vocab.lookup(index_movies(sampled, vocabularies), vocabularies["user"], C.USER_ID, C.USER_IDX)

@@ -33,11 +33,17 @@ for every (user, movie) pair:
 * Everything after `interaction` depends on it alone, except the deep model's
   optional bias terms (`bias_terms=True`): the like logit is then `like_logit +
   bias_user_idx[user] + bias_movie_idx[movie]` (Embedding layers of width 1)
-  before the sigmoid.
+  before the sigmoid; likewise the rank logit with `rank_bias=True` is
+  `rank_logit + rank_bias_movie_idx[movie]`.
   `keras.Model(inputs=[intermediate tensors], outputs=...)` builds that tail
   from the loaded model.
 
-Outputs are a dict: `like` (probability) and, for `deep`, `rating` (stars).
+Outputs are a dict: `like` (probability) and, for `deep`, `rating` (stars)
+and optionally `rank`. `rank` is P(the user rated the movie and liked it),
+learned from sampled unrated movies beside the rated ones; it ranks the
+unrated catalogue, where `like` (P(like | rated)) favours obscure movies.
+It is a Dense(1) (plus an optional movie bias) + sigmoid on the last hidden
+layer, like `like`, so it factorizes the same way.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ GENRE_FLAGS = "genre_flags"
 TAG_IDX = "tag_idx"
 LIKE_OUTPUT = C.LIKE
 RATING_OUTPUT = C.RATING
+RANK_OUTPUT = "rank"
+# The label column each output is trained on; `rank` reads `like` on rated rows.
+OUTPUT_COLUMNS = {LIKE_OUTPUT: C.LIKE, RATING_OUTPUT: C.RATING, RANK_OUTPUT: C.LIKE}
 
 INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     C.USER_IDX: (C.USER_IDX,),
@@ -151,9 +160,9 @@ def build_paper_model(vocab_sizes: dict[str, int], loss: str = "mse", learning_r
     return model
 
 
-def bias_term(inputs, name: str, vocab_size: int):
-    """A learned per-index offset of the like logit, starting at zero."""
-    bias = layers.Embedding(vocab_size, 1, embeddings_initializer="zeros", name=f"bias_{name}")(inputs)
+def bias_term(inputs, name: str, vocab_size: int, prefix: str = "bias"):
+    """A learned per-index offset of a logit, starting at zero."""
+    bias = layers.Embedding(vocab_size, 1, embeddings_initializer="zeros", name=f"{prefix}_{name}")(inputs)
     return layers.Reshape((1,))(bias)
 
 
@@ -166,11 +175,19 @@ def build_deep_model(
     bias_terms: bool = False,
     rating_weight: float = 1.0,
     learning_rate: float = 2e-3,
+    rank_weight: float = 0.0,
+    rank_bias: bool = False,
 ) -> keras.Model:
-    """Our model: richer movie side, bias terms, an MLP, and a rating head when rating_weight > 0.
+    """Our model: richer movie side, bias terms, an MLP, a rating head when rating_weight > 0
+    and a rank head when rank_weight > 0.
 
     The rating head shares the MLP and regularises it with the star value,
-    which carries more information than the thresholded like label.
+    which carries more information than the thresholded like label. The rank
+    head needs sampled unrated pairs in training (`sparkrec.negatives`); the
+    like and rating heads give those rows zero weight, so their metrics are
+    weighted metrics. `rank_bias` adds a per-movie offset to the rank logit:
+    how often a movie is rated at all is largely a property of the movie,
+    which a bias learns without the embeddings' L2.
     """
     inputs, features = embedded_features(DEEP_INPUTS, vocab_sizes, embedding_dim, l2)
     x = layers.Dense(hidden_units[0], name="interaction")(features)
@@ -194,12 +211,20 @@ def build_deep_model(
         losses[RATING_OUTPUT] = "mse"
         loss_weights[RATING_OUTPUT] = rating_weight
         metrics[RATING_OUTPUT] = [keras.metrics.RootMeanSquaredError(name="rmse")]
+    if rank_weight > 0:
+        rank = layers.Dense(1, name="rank_logit")(x)
+        if rank_bias:
+            movie_bias = bias_term(inputs[C.MOVIE_IDX], C.MOVIE_IDX, vocab_sizes["movie"], prefix="rank_bias")
+            rank = layers.Add()([rank, movie_bias])
+        outputs[RANK_OUTPUT] = layers.Activation("sigmoid", name=RANK_OUTPUT)(rank)
+        losses[RANK_OUTPUT] = "binary_crossentropy"
+        loss_weights[RANK_OUTPUT] = rank_weight
     model = keras.Model(inputs=list(inputs.values()), outputs=outputs, name="deep")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=losses,
         loss_weights=loss_weights,
-        metrics=metrics,
+        weighted_metrics=metrics,
     )
     return model
 

@@ -34,7 +34,7 @@ def random_inputs(model: keras.Model, rows: int, seed: int = 0) -> dict[str, np.
 
 
 def both_models() -> list[keras.Model]:
-    return [M.build_paper_model(SMALL_VOCAB), M.build_deep_model(SMALL_VOCAB, bias_terms=True)]
+    return [M.build_paper_model(SMALL_VOCAB), M.build_deep_model(SMALL_VOCAB, bias_terms=True, rank_weight=1.0)]
 
 
 def test_paper_model_is_table_1_with_1061021_parameters():
@@ -71,8 +71,17 @@ def test_models_save_and_load_in_safe_mode_with_identical_predictions(model, tmp
 def test_outputs_are_named_after_their_label_columns():
     paper, deep = both_models()
     assert paper.output_names == [C.LIKE]
-    assert deep.output_names == [C.LIKE, C.RATING]
+    assert deep.output_names == [C.LIKE, M.RANK_OUTPUT, C.RATING]  # Keras sorts dict outputs by name
     assert M.build_deep_model(SMALL_VOCAB, rating_weight=0).output_names == [C.LIKE]
+    assert M.OUTPUT_COLUMNS == {C.LIKE: C.LIKE, C.RATING: C.RATING, M.RANK_OUTPUT: C.LIKE}
+
+
+def test_rank_head_reads_the_last_hidden_layer_like_the_like_head():
+    """The factorization contract: rank = sigmoid(Dense(1)(the MLP's last layer)), as like without bias terms."""
+    _, model = both_models()
+    rank_dense, like_dense = model.get_layer("rank_logit"), model.get_layer("like_logit")
+    assert rank_dense.input is like_dense.input and rank_dense.get_config()["activation"] == "linear"
+    assert model.get_layer(M.RANK_OUTPUT).get_config()["activation"] == "sigmoid"
 
 
 @pytest.mark.parametrize("model", both_models(), ids=["paper", "deep"])

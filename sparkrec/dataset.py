@@ -25,6 +25,7 @@ import tensorflow as tf
 from petastorm import make_batch_reader
 
 from sparkrec import columns as C
+from sparkrec.negatives import NegativeSampler
 from sparkrec.runinfo import get_logger
 
 SPLITS = ("train", "test")
@@ -189,23 +190,26 @@ class Feed:
     """One split as model batches: (inputs dict, targets dict) of numpy arrays.
 
     `inputs` maps each model input to (columns, dtype); the columns are stacked
-    into a (rows, len(columns)) array. With `shuffle_seed` set, each epoch reads
-    row groups in a seeded order and permutes rows within a buffer of
-    `buffer_rows`; the same (seed, epoch) always gives the same batches.
+    into a (rows, len(columns)) array. `targets` maps each output to its label
+    column. With `shuffle_seed` set, each epoch reads row groups in a seeded
+    order and permutes rows within a buffer of `buffer_rows`; the same (seed,
+    epoch) always gives the same batches. With `negatives`, each batch also
+    carries sampled unrated pairs and comes as (inputs, targets, sample weights).
     `holdout` with `keep_holdout` selects which side of a Holdout this feed serves.
     """
 
     path: Path
     inputs: Mapping[str, tuple[Sequence[str], str]]
-    targets: Sequence[str]
+    targets: Mapping[str, str]
     batch_size: int
     shuffle_seed: int | None = None
     buffer_rows: int = 0
     holdout: Holdout | None = None
     keep_holdout: bool = False
+    negatives: NegativeSampler | None = None
 
     def columns(self) -> list[str]:
-        needed = [column for columns, _ in self.inputs.values() for column in columns] + list(self.targets)
+        needed = [column for columns, _ in self.inputs.values() for column in columns] + list(self.targets.values())
         if self.holdout is not None:
             needed += [C.USER_IDX, C.MOVIE_IDX]
         return list(dict.fromkeys(needed))
@@ -268,25 +272,28 @@ class Feed:
         rng = np.random.default_rng([self.shuffle_seed, epoch])
         yield from shuffle_buffered(self.chunks(epoch), self.buffer_rows, rng)
 
-    def batches(self, epoch: int = 0) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
-        for batch in rebatch(self.rows(epoch), self.batch_size):
-            yield self.model_arrays(batch)
+    def batches(self, epoch: int = 0) -> Iterator[tuple[dict[str, np.ndarray], ...]]:
+        for index, batch in enumerate(rebatch(self.rows(epoch), self.batch_size)):
+            x, y = self.model_arrays(batch)
+            yield (x, y) if self.negatives is None else self.negatives.augment(x, y, epoch, index)
 
     def model_arrays(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         x = {
             name: np.stack([batch[column] for column in columns], axis=1).astype(dtype, copy=False)
             for name, (columns, dtype) in self.inputs.items()
         }
-        y = {name: batch[name].astype(np.float32).reshape(-1, 1) for name in self.targets}
+        y = {name: batch[column].astype(np.float32).reshape(-1, 1) for name, column in self.targets.items()}
         return x, y
 
-    def signature(self) -> tuple[dict[str, tf.TensorSpec], dict[str, tf.TensorSpec]]:
+    def signature(self) -> tuple[dict[str, tf.TensorSpec], ...]:
         x = {
             name: tf.TensorSpec((None, len(columns)), dtype, name=name)
             for name, (columns, dtype) in self.inputs.items()
         }
         y = {name: tf.TensorSpec((None, 1), tf.float32, name=name) for name in self.targets}
-        return x, y
+        if self.negatives is None:
+            return x, y
+        return x, y, {name: tf.TensorSpec((None,), tf.float32, name=f"{name}_weight") for name in self.targets}
 
     def dataset(self, rows: int, first_epoch: int = 0, epochs: int = 1) -> tf.data.Dataset:
         """Epochs first_epoch..epochs-1 back to back, each ceil(rows / batch_size) batches.

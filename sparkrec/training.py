@@ -29,6 +29,7 @@ from sparkrec import metrics
 from sparkrec import model as M
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.dataset import Feed, Holdout, Prepared, copy_vocabularies, open_prepared, parquet_files
+from sparkrec.negatives import NegativeSampler, read_catalogue
 from sparkrec.runinfo import get_logger, library_versions, sha256_file
 from sparkrec.storage import PREVIOUS_SUFFIX, STAGING_SUFFIX
 
@@ -61,6 +62,9 @@ class TrainConfig:
     l2: float = 3e-3
     bias_terms: bool = False
     rating_weight: float = 1.0
+    negatives: int = 4
+    rank_weight: float = 4.0
+    rank_bias: bool = True
     validation_fraction: float = 0.05
     monitor: Literal["accuracy", "auc", "loss"] = "auc"
     patience: int = 3
@@ -81,6 +85,8 @@ class TrainConfig:
             "learning_rate must be > 0": self.learning_rate is None or self.learning_rate > 0,
             "hidden_units needs at least one positive width": bool(self.hidden_units) and min(self.hidden_units) > 0,
             "dropout must be in [0, 1)": 0 <= self.dropout < 1,
+            "negatives must be >= 0": self.negatives >= 0,
+            "rank_weight must be > 0": self.rank_weight > 0,
             "validation_fraction must be in [0, 0.5]": 0 <= self.validation_fraction <= 0.5,
             "patience must be >= 1": self.patience >= 1,
             "importance_repeats must be >= 1": self.importance_repeats >= 1,
@@ -126,6 +132,8 @@ def build_model(config: TrainConfig, vocab_sizes: dict[str, int]) -> keras.Model
         bias_terms=config.bias_terms,
         rating_weight=config.rating_weight,
         learning_rate=config.learning_rate,
+        rank_weight=config.rank_weight if config.negatives else 0.0,
+        rank_bias=config.rank_bias,
     )
 
 
@@ -145,10 +153,15 @@ class Feeds:
 def make_feeds(prepared: Prepared, model: keras.Model, config: TrainConfig) -> Feeds:
     """Train (shuffled, holdout removed), validation (the holdout, or test) and test feeds."""
     inputs = {name: (M.INPUT_COLUMNS[name], tensor.dtype) for name, tensor in zip(M.input_names(model), model.inputs)}
-    targets = tuple(model.output_names)
+    targets = {name: M.OUTPUT_COLUMNS[name] for name in model.output_names}
+    negatives = None
+    if M.RANK_OUTPUT in targets:
+        # Over the whole catalogue: every movie the scorer ranks, including any outside the movie vocabulary.
+        catalogue = read_catalogue(prepared.root / "movies", inputs)
+        negatives = NegativeSampler(catalogue, config.negatives, config.seed, M.RANK_OUTPUT)
     train = Feed(
         prepared.split("train"), inputs, targets, config.batch_size,
-        shuffle_seed=config.seed, buffer_rows=config.shuffle_buffer_rows,
+        shuffle_seed=config.seed, buffer_rows=config.shuffle_buffer_rows, negatives=negatives,
     )
     test = Feed(prepared.split("test"), inputs, targets, config.eval_batch_size)
     rows = {"train": prepared.rows["train"], "test": prepared.rows["test"]}

@@ -21,6 +21,7 @@ from sparkrec import columns as C
 from sparkrec import model as M
 from sparkrec import training
 from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
+from sparkrec.negatives import NegativeSampler, read_catalogue
 
 from conftest import ROOT, load_job
 
@@ -76,6 +77,7 @@ def test_training_beats_the_majority_baseline_and_writes_every_output(trained, p
     assert all(entry["rows_per_s"] > 0 and "test_like_accuracy" in entry for entry in document["history"])
 
     model = M.load(trained / "model.keras")
+    assert model.output_names == [M.LIKE_OUTPUT, M.RANK_OUTPUT, M.RATING_OUTPUT]
     assert model.count_params() == read_json(trained / "run.json")["parameters"]
     assert read_json(trained / "vocab_sizes.json") == manifest["vocab_sizes"]
     assert sorted(p.name for p in (trained / "vocab").iterdir()) == ["genre", "movie", "tag", "user", "year"]
@@ -161,7 +163,7 @@ def keys_of(feed: Feed, epoch: int) -> list[tuple[int, int]]:
 
 def test_feed_serves_each_row_once_per_epoch_in_a_seeded_order(prepared_small):
     inputs = {name: (M.INPUT_COLUMNS[name], "int32") for name in (C.USER_IDX, C.MOVIE_IDX)}
-    feed = Feed(prepared_small / "train", inputs, (C.LIKE,), batch_size=1000, shuffle_seed=3, buffer_rows=30_000)
+    feed = Feed(prepared_small / "train", inputs, {C.LIKE: C.LIKE}, batch_size=1000, shuffle_seed=3, buffer_rows=30_000)
     first, again, second = keys_of(feed, 0), keys_of(feed, 0), keys_of(feed, 1)
     everything = split_keys(prepared_small, "train")
     assert len(first) == len(everything) and set(first) == everything
@@ -172,12 +174,62 @@ def test_holdout_splits_train_disjointly_by_a_stable_hash(prepared_small):
     holdout = Holdout(0.05, seed=42)
     inputs = {C.USER_IDX: ((C.USER_IDX,), "int32"), C.MOVIE_IDX: ((C.MOVIE_IDX,), "int32")}
     train = prepared_small / "train"
-    kept = keys_of(Feed(train, inputs, (), 4096, holdout=holdout), 0)
-    held = keys_of(Feed(train, inputs, (), 4096, holdout=holdout, keep_holdout=True), 0)
+    kept = keys_of(Feed(train, inputs, {}, 4096, holdout=holdout), 0)
+    held = keys_of(Feed(train, inputs, {}, 4096, holdout=holdout, keep_holdout=True), 0)
     assert not set(kept) & set(held)
     assert set(kept) | set(held) == split_keys(prepared_small, "train")
     assert len(held) == holdout.count(prepared_small / "train")
     assert 0.04 < len(held) / (len(kept) + len(held)) < 0.06
+
+
+SAMPLER = NegativeSampler(
+    catalogue={C.MOVIE_IDX: np.arange(10, 20).reshape(-1, 1), M.GENRE_FLAGS: np.arange(20.0).reshape(10, 2)},
+    per_row=2, seed=5, output=M.RANK_OUTPUT,
+)
+
+
+def rated_batch() -> tuple[dict, dict]:
+    x = {C.USER_IDX: np.array([[1], [2], [3]]), C.MOVIE_IDX: np.array([[11], [12], [13]]),
+         M.GENRE_FLAGS: np.array([[2.0, 3.0], [4.0, 5.0], [6.0, 7.0]])}
+    like = np.array([[1.0], [0.0], [1.0]], np.float32)
+    return x, {M.LIKE_OUTPUT: like, M.RATING_OUTPUT: np.array([[4.0], [2.0], [5.0]], np.float32), M.RANK_OUTPUT: like}
+
+
+def test_negative_sampler_appends_weighted_catalogue_pairs_of_the_batch_users():
+    x, y = rated_batch()
+    inputs, targets, weights = SAMPLER.augment(x, y, epoch=1, batch=5)
+    assert all(values.shape[0] == 9 for values in (*inputs.values(), *targets.values(), *weights.values()))
+    for name in x:
+        np.testing.assert_array_equal(inputs[name][:3], x[name])
+    np.testing.assert_array_equal(inputs[C.USER_IDX][3:, 0], [1, 2, 3, 1, 2, 3])
+    picks = inputs[C.MOVIE_IDX][3:, 0] - 10
+    assert set(picks) <= set(range(10))
+    np.testing.assert_array_equal(inputs[M.GENRE_FLAGS][3:], SAMPLER.catalogue[M.GENRE_FLAGS][picks])
+    np.testing.assert_array_equal(targets[M.RANK_OUTPUT][:, 0], [1, 0, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(targets[M.RATING_OUTPUT][:3], y[M.RATING_OUTPUT])
+    np.testing.assert_array_equal(weights[M.RANK_OUTPUT], np.ones(9))
+    for name in (M.LIKE_OUTPUT, M.RATING_OUTPUT):
+        np.testing.assert_array_equal(weights[name], [3, 3, 3, 0, 0, 0, 0, 0, 0])
+
+
+def sampled_movies(epoch: int, batch: int) -> list[int]:
+    x, y = rated_batch()
+    return SAMPLER.augment(x, y, epoch, batch)[0][C.MOVIE_IDX][3:, 0].tolist()
+
+
+def test_negative_sampler_draws_are_seeded_by_epoch_and_batch():
+    assert sampled_movies(1, 5) == sampled_movies(1, 5)
+    assert sampled_movies(1, 5) != sampled_movies(1, 6) and sampled_movies(1, 5) != sampled_movies(2, 5)
+
+
+def test_catalogue_holds_every_movie_side_input_of_every_catalogue_movie(prepared_small):
+    inputs = {name: (M.INPUT_COLUMNS[name], "float32" if name == M.GENRE_FLAGS else "int32") for name in M.DEEP_INPUTS}
+    catalogue = read_catalogue(prepared_small / "movies", inputs)
+    movies = pq.read_table(prepared_small / "movies").to_pandas()
+    assert set(catalogue) == set(M.DEEP_INPUTS) - {C.USER_IDX}
+    assert catalogue[M.TAG_IDX].shape == (len(movies), 3) and catalogue[M.GENRE_FLAGS].dtype == np.float32
+    np.testing.assert_array_equal(catalogue[C.MOVIE_IDX][:, 0], movies[C.MOVIE_IDX])
+    np.testing.assert_array_equal(catalogue[M.GENRE_FLAGS], movies[list(C.GENRE_FLAG_COLUMNS)].to_numpy())
 
 
 def test_shuffle_buffer_bounds_the_rows_held_at_once():

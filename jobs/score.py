@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     with storage.staged_output(spark, args.output) as staging:
         inputs = scoring.extract(spark, args.data, args.model, timer)
         plan = scoring.plan(inputs, config, timer)
-        log.info("path %s (%s), kernel %s", plan.path, plan.reason, plan.kernel)
+        log.info("path %s (%s), kernel %s, ranking by output %s", plan.path, plan.reason, plan.kernel, plan.output)
         scored = scoring.transform(spark, inputs, plan, config, timer)
         loaded = scoring.load(spark, scored, staging, config, timer)
         document = scoring.manifest(spark, config, inputs, plan, scored, args.output, timer, loaded)

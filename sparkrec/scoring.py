@@ -71,7 +71,7 @@ class ScoreConfig:
     path: str = "auto"
     unknown_users: str = "score"
     limit_users: int = 0
-    output_name: str = "like"
+    output_name: str = "auto"
     arrow_batch_users: int = 2048
     block_users: int = 4
     generic_batch_pairs: int = 65536
@@ -419,24 +419,41 @@ def load_keras_model(data: bytes):
         return model.load(path)
 
 
-def scored_model(model, output_name: str):
-    """A single-output view of `model`: its only output, or the one named `output_name`."""
-    import keras
+# output_name=auto ranks by the first of these the model has: the rank head
+# (P(rated and liked)) was trained for ranking the unrated catalogue, the like
+# head (P(like | rated)) was not.
+AUTO_OUTPUTS = ("rank", "like")
 
+
+def named_outputs(model) -> dict:
+    """The model's output tensors by name."""
     outputs = model.output
     if isinstance(outputs, dict):
-        named = outputs
-    elif isinstance(outputs, (list, tuple)):
-        named = {t._keras_history.operation.name: t for t in outputs}
-    else:
-        return model
+        return dict(outputs)
+    if isinstance(outputs, (list, tuple)):
+        return {t._keras_history.operation.name: t for t in outputs}
+    return {outputs._keras_history.operation.name: outputs}
+
+
+def output_for(model, output_name: str) -> str:
+    """The output that `output_name` selects: the only one, the named one, or for "auto" the first of AUTO_OUTPUTS."""
+    named = named_outputs(model)
     if len(named) == 1:
-        (chosen,) = named.values()
-    elif output_name in named:
-        chosen = named[output_name]
-    else:
-        raise ScoreError(f"model has outputs {sorted(named)}; set output_name to one of them")
-    return keras.Model(model.inputs, chosen)
+        return next(iter(named))
+    if output_name == "auto":
+        output_name = next((name for name in AUTO_OUTPUTS if name in named), output_name)
+    if output_name not in named:
+        raise ScoreError(f"model has outputs {sorted(named)}; set output_name to one of them (or auto)")
+    return output_name
+
+
+def scored_model(model, output_name: str):
+    """A single-output view of `model`: the output that `output_name` selects (see output_for)."""
+    import keras
+
+    if not isinstance(model.output, (dict, list, tuple)):
+        return model
+    return keras.Model(model.inputs, named_outputs(model)[output_for(model, output_name)])
 
 
 def catalogue_inputs(model, movies: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -820,11 +837,12 @@ class Inputs:
 
 @dataclass
 class Plan:
-    """The scoring path chosen for the model, why, and the payload the workers get."""
+    """The scoring path chosen for the model, why, the output that ranks, and the payload the workers get."""
 
     path: str
     reason: str
     kernel: str
+    output: str
     payload: Payload
 
 
@@ -924,9 +942,11 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
     if not inputs.model_bytes.startswith(b"PK"):
         raise ScoreError(f"{model_file} is not a Keras model file (a .keras zip archive)")
     try:
-        model = scored_model(load_keras_model(inputs.model_bytes), config.output_name)
+        loaded = load_keras_model(inputs.model_bytes)
     except (ValueError, OSError, TypeError) as exc:
         raise ScoreError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
+    output = output_for(loaded, config.output_name)
+    model = scored_model(loaded, output)
     check_embeddings(model, inputs.vocab_sizes)
     catalogue = catalogue_inputs(model, inputs.catalogue)
     movie_ids = inputs.catalogue[C.MOVIE_ID].to_numpy(dtype=np.int64)
@@ -940,18 +960,18 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
                 raise ScoreError(f"path=fast: the model does not factorize ({exc})") from None
             reason = f"the model does not factorize: {exc}"
         else:
-            payload = Payload(model_key + ("fast", config.output_name), movie_ids, factorized=factorized)
+            payload = Payload(model_key + ("fast", output), movie_ids, factorized=factorized)
             kernel = type(kernel_for(factorized)).__name__
-            return Plan("fast", "the first Dense reads per-input embeddings only", kernel, payload)
+            return Plan("fast", "the first Dense reads per-input embeddings only", kernel, output, payload)
     payload = Payload(
-        model_key + ("generic", config.output_name),
+        model_key + ("generic", output),
         movie_ids,
         model_bytes=inputs.model_bytes,
         catalogue=catalogue,
-        output_name=config.output_name,
+        output_name=output,
         batch_pairs=config.generic_batch_pairs,
     )
-    return Plan("generic", reason, "keras", payload)
+    return Plan("generic", reason, "keras", output, payload)
 
 
 def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConfig, timer: StageTimer) -> Scored:
@@ -1037,7 +1057,7 @@ def manifest(
             "bytes": len(inputs.model_bytes),
             "vocabularies_checked": inputs.vocabularies_checked,
         },
-        "path": {"chosen": plan.path, "reason": plan.reason, "kernel": plan.kernel},
+        "path": {"chosen": plan.path, "reason": plan.reason, "kernel": plan.kernel, "output": plan.output},
         "output": output,
         "catalogue_movies": len(inputs.catalogue),
         "users": {name[len("users_"):]: n for name, n in scored.counts.items() if name.startswith("users_")},

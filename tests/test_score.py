@@ -32,7 +32,7 @@ def randomize_biases(model, seed: int) -> None:
     """Give every bias (Dense biases, bias embeddings) random values so the fast path must fold them."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        if layer.name.startswith("bias_") or getattr(layer, "use_bias", False):
+        if "bias_" in layer.name or getattr(layer, "use_bias", False):
             weights = layer.get_weights()
             weights[-1] = rng.normal(0, 0.3, weights[-1].shape).astype("float32")
             layer.set_weights(weights)
@@ -68,7 +68,7 @@ def deep_model(sizes: dict[str, int]):
     from sparkrec import model
 
     keras.utils.set_random_seed(8)
-    built = model.build_deep_model(sizes, embedding_dim=8, hidden_units=(16, 8), bias_terms=True)
+    built = model.build_deep_model(sizes, embedding_dim=8, hidden_units=(16, 8), bias_terms=True, rank_weight=1.0, rank_bias=True)
     randomize_biases(built, 8)
     return built
 
@@ -175,9 +175,11 @@ def manifest(output: Path) -> dict:
 # --- exactness ----------------------------------------------------------------
 
 
-def keras_and_fast(model_dir: Path, prepared: Path, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-    """Scores of `users` against the whole catalogue by Keras predict and by the fast path."""
-    model = scoring.scored_model(scoring.load_keras_model((model_dir / scoring.MODEL_FILE).read_bytes()), C.LIKE)
+def keras_and_fast(
+    model_dir: Path, prepared: Path, users: np.ndarray, output: str
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Scores of `users` against the whole catalogue by Keras predict and by the fast path, on one output."""
+    model = scoring.scored_model(scoring.load_keras_model((model_dir / scoring.MODEL_FILE).read_bytes()), output)
     movies = pq.read_table(prepared / "movies").to_pandas().sort_values(C.MOVIE_ID).reset_index(drop=True)
     catalogue = scoring.catalogue_inputs(model, movies)
     factorized = scoring.factorize(model, vocab_sizes(prepared)["user"], catalogue)
@@ -190,13 +192,24 @@ def keras_and_fast(model_dir: Path, prepared: Path, users: np.ndarray) -> tuple[
     return reference, fast, type(kernel).__name__
 
 
-@pytest.mark.parametrize("name, kernel", [("paper", "ReluSumKernel"), ("deep", "DenseKernel")])
-def test_fast_path_equals_keras_within_1e5(models, prepared_small, name, kernel):
+@pytest.mark.parametrize(
+    "name, output, kernel",
+    [("paper", C.LIKE, "ReluSumKernel"), ("deep", C.LIKE, "DenseKernel"), ("deep", "rank", "DenseKernel")],
+)
+def test_fast_path_equals_keras_within_1e5(models, prepared_small, name, output, kernel):
     users = np.array([0, 1, 2, 77, 300, 610])
-    reference, fast, used = keras_and_fast(models[name], prepared_small, users)
+    reference, fast, used = keras_and_fast(models[name], prepared_small, users, output)
     assert used == kernel
     assert np.abs(fast - reference).max() <= TOLERANCE
     assert reference.std() > 1e-3  # the comparison is not between constants
+
+
+def test_auto_ranks_by_the_rank_output_when_there_is_one(models):
+    deep, paper = (scoring.load_keras_model((models[name] / scoring.MODEL_FILE).read_bytes()) for name in ("deep", "paper"))
+    assert scoring.output_for(deep, "auto") == "rank" and scoring.output_for(paper, "auto") == C.LIKE
+    assert scoring.output_for(deep, C.RATING) == C.RATING
+    with pytest.raises(scoring.ScoreError, match="has outputs"):
+        scoring.output_for(deep, "stars")
 
 
 def test_fast_and_generic_runs_agree(fast_run, generic_run):
@@ -214,6 +227,7 @@ def test_fast_and_generic_runs_agree(fast_run, generic_run):
     assert manifest(generic_run)["path"]["chosen"] == "generic"
     assert manifest(fast_run)["path"] == {
         "chosen": "fast", "reason": "the first Dense reads per-input embeddings only", "kernel": "ReluSumKernel",
+        "output": C.LIKE,
     }
 
 

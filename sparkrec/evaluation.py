@@ -11,7 +11,9 @@ Two questions are asked of every model, on the same rows:
 
 Top-K lists of every model come from the scoring job's selection code
 (`scoring.recommend_batch`), the deep model through the scoring job's own
-scorer. `jobs/evaluate.py` calls extract -> transform -> load.
+scorer and its default output choice (`rank` when the model has it); the deep
+model's classification always reads its `like` output. `jobs/evaluate.py`
+calls extract -> transform -> load.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ BASELINES = ("popular", "als", "logistic")
 PREPARED_TABLES = ("train", "test")
 THRESHOLDED = ("accuracy", "precision", "recall", "f1")
 LISTED_POPULARITY = "train_ratings_per_listed_movie"
+# The test ratings ask P(like | rated): the like head's question, whichever output ranks.
+CLASSIFIED_OUTPUT = C.LIKE
 
 
 class EvaluateError(ValueError):
@@ -123,7 +127,7 @@ class EvalData:
 
 @dataclass
 class Deep:
-    """Our trained model: the like output for classification, the scoring job's scorer for ranking."""
+    """Our trained model: the like output for classification, the scoring job's scorer for ranking (plan.output)."""
 
     model: object  # keras.Model with the like output only
     ranker: object  # the scoring job's scorer: fast (factorized) or generic (Keras) path
@@ -154,6 +158,7 @@ class Deep:
             "model_sha256": self.inputs.model_sha256,
             "scoring_path": self.plan.path,
             "scoring_kernel": self.plan.kernel,
+            "ranking_output": self.plan.output,
         }
 
 
@@ -168,7 +173,7 @@ def load_deep(spark: SparkSession, data_dir: str, model_dir: str, config: Evalua
     """The model through the scoring job's checks (files, vocabularies, embedding sizes) and scorer."""
     inputs = scoring.extract(spark, data_dir, model_dir, timer)
     plan = scoring.plan(inputs, scoring.ScoreConfig(), timer)
-    model = scoring.scored_model(scoring.load_keras_model(inputs.model_bytes), scoring.ScoreConfig().output_name)
+    model = scoring.scored_model(scoring.load_keras_model(inputs.model_bytes), CLASSIFIED_OUTPUT)
     return Deep(model, scoring.build_scorer(plan.payload), plan, inputs, config.predict_batch_size)
 
 
@@ -419,7 +424,8 @@ def report(doc: dict) -> str:
     lines = [
         "# Recommendation quality",
         "",
-        f"Data `{doc['data']}`, model `{doc['model']}`. {split['users_evaluated']:,} users, "
+        f"Data `{doc['data']}`, model `{doc['model']}` (classifies with its `{CLASSIFIED_OUTPUT}` output, ranks with "
+        f"its `{results[DEEP]['details']['ranking_output']}` output). {split['users_evaluated']:,} users, "
         f"{split['test_rows']:,} test ratings ({split['test_like_rate']:.1%} liked), "
         f"{split['catalogue_movies']:,} catalogue movies. Majority-class accuracy {split['majority_accuracy']:.4f}.",
         "",

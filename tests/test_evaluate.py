@@ -154,7 +154,10 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
         assert ours[metric] == trained[metric], metric
     for metric in ("auc", "log_loss"):
         assert ours[metric] == pytest.approx(trained[metric], abs=1e-6), metric
+    # Classification reads the like head; the lists come from the rank head the scorer picks.
+    assert document["models"]["deep"]["details"]["ranking_output"] == "rank"
     report = (evaluated / evaluation.REPORT).read_text()
+    assert "classifies with its `like` output, ranks with its `rank` output" in report
     for name in MODELS:
         assert report.count(f"| {name} |") == 2  # one row in each table
     for name in MODELS[1:]:

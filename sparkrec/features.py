@@ -78,11 +78,11 @@ INTERACTION_COLUMNS = (
 )
 
 
-def labelled(ratings: DataFrame, movies: DataFrame, like_threshold: float) -> DataFrame:
-    """Every valid rating joined with all its movie's features, plus the like label (the catalogue is small: broadcast)."""
-    joined = ratings.join(F.broadcast(movies), C.MOVIE_ID, "inner")
-    return joined.withColumn(C.LIKE, like_label(F.col(C.RATING), like_threshold))
+def labelled(ratings: DataFrame, like_threshold: float) -> DataFrame:
+    return ratings.withColumn(C.LIKE, like_label(F.col(C.RATING), like_threshold))
 
 
 def interactions(ratings: DataFrame, movies: DataFrame, like_threshold: float) -> DataFrame:
-    return labelled(ratings, movies, like_threshold).select(*INTERACTION_COLUMNS)
+    """Every valid rating with its movie's model fields (the catalogue is small: broadcast)."""
+    joined = ratings.join(F.broadcast(movies), C.MOVIE_ID, "inner")
+    return labelled(joined, like_threshold).select(*INTERACTION_COLUMNS)

@@ -155,25 +155,22 @@ def enrich(validated: Validated, movies: DataFrame, config: PrepareConfig) -> Da
     return features.interactions(validated.good("ratings"), movies, config.like_threshold)
 
 
-def sample(
-    spark: SparkSession, validated: Validated, movies: DataFrame, config: PrepareConfig
-) -> tuple[list[int], DataFrame]:
-    """The sampled users and their ratings with every movie feature.
-
-    Users are drawn from the valid ratings (each has a known movie), and the
-    sample is cut before the movie join, so only its rows are enriched.
-    """
+def sample(spark: SparkSession, validated: Validated, config: PrepareConfig) -> tuple[list[int], DataFrame]:
+    """The sampled users and their labelled ratings; movie features join later, once per movie."""
     ratings = validated.good("ratings")
     users = sampling.sample_users(ratings, config.user_count, config.seed)
     chosen = spark.createDataFrame([(u,) for u in users], T.StructType([T.StructField(C.USER_ID, T.IntegerType())]))
-    sampled = features.labelled(ratings.join(F.broadcast(chosen), C.USER_ID, "inner"), movies, config.like_threshold)
+    sampled = features.labelled(ratings.join(F.broadcast(chosen), C.USER_ID, "inner"), config.like_threshold)
     # Cached: the vocabularies, both splits and the figures all read the sample.
     return users, sampled.cache()
 
 
-def build_vocabularies(spark: SparkSession, users: list[int], sampled: DataFrame) -> dict[str, DataFrame]:
+def build_vocabularies(
+    spark: SparkSession, users: list[int], sampled: DataFrame, movies: DataFrame
+) -> dict[str, DataFrame]:
     """Vocabularies of the sample: its users, the movies they rated, and those movies' genres, years, tags."""
-    movies = sampled.select(C.MOVIE_ID, C.GENRE1, C.GENRE2, C.RELEASE_YEAR, C.TAGS).distinct().collect()
+    rated = movies.join(sampled.select(C.MOVIE_ID).distinct(), C.MOVIE_ID, "left_semi")
+    movies = rated.select(C.MOVIE_ID, C.GENRE1, C.GENRE2, C.RELEASE_YEAR, C.TAGS).collect()
     return {
         "user": vocab.build(spark, "user", users),
         "movie": vocab.build(spark, "movie", (m[C.MOVIE_ID] for m in movies)),
@@ -216,9 +213,9 @@ def split(indexed: DataFrame, config: PrepareConfig) -> DataFrame:
     return sampling.split_temporal(indexed, config.test_fraction)
 
 
-def catalogue(movies: DataFrame, vocabularies: dict[str, DataFrame]) -> DataFrame:
+def catalogue(indexed_movies: DataFrame) -> DataFrame:
     """The movie feature table scoring reads: every catalogue movie with its indices."""
-    return index_movies(movies, vocabularies).select(*C.MOVIE_FEATURE_COLUMNS).orderBy(C.MOVIE_ID).coalesce(1)
+    return indexed_movies.select(*C.MOVIE_FEATURE_COLUMNS).orderBy(C.MOVIE_ID).coalesce(1)
 
 
 def transform(spark: SparkSession, extracted: Extracted, config: PrepareConfig, timer: StageTimer) -> Prepared:
@@ -231,21 +228,23 @@ def transform(spark: SparkSession, extracted: Extracted, config: PrepareConfig, 
     movies = movie_table(validated, config).cache()
     interactions = enrich(validated, movies, config)
     with timer.stage("sample"):
-        users, sampled = sample(spark, validated, movies, config)
+        users, sampled = sample(spark, validated, config)
         timer.count("sampled_users", len(users))
-        vocabularies = build_vocabularies(spark, users, sampled)
-    indexed = vocab.lookup(index_movies(sampled, vocabularies), vocabularies["user"], C.USER_ID, C.USER_IDX)
-    assigned = split(indexed, config)
+        vocabularies = build_vocabularies(spark, users, sampled, movies)
+    # Indexed once per catalogue movie (small, broadcast) rather than once per sampled rating.
+    indexed_movies = index_movies(movies, vocabularies).cache()
+    with_movies = sampled.join(F.broadcast(indexed_movies), C.MOVIE_ID, "inner")
+    assigned = split(vocab.lookup(with_movies, vocabularies["user"], C.USER_ID, C.USER_IDX), config)
     return Prepared(
         source=extracted.source,
         validated=validated,
         quarantine=quarantine(validated, extracted.source),
         interactions=interactions,
         users=users,
-        sampled=sampled,
+        sampled=sampled.join(F.broadcast(movies), C.MOVIE_ID, "inner"),
         train=to_split_schema(sampling.train_rows(assigned), config.seed, config.split_files),
         test=to_split_schema(sampling.test_rows(assigned), config.seed, config.split_files),
-        movies=catalogue(movies, vocabularies),
+        movies=catalogue(indexed_movies),
         vocabularies=vocabularies,
     )
 

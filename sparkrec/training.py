@@ -29,7 +29,7 @@ from sparkrec import metrics
 from sparkrec import model as M
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.dataset import Feed, Holdout, Prepared, copy_vocabularies, open_prepared, parquet_files
-from sparkrec.negatives import NegativeSampler, read_catalogue
+from sparkrec.negatives import NegativeSampler, pair_keys, read_catalogue
 from sparkrec.runinfo import get_logger, library_versions, sha256_file
 from sparkrec.storage import PREVIOUS_SUFFIX, STAGING_SUFFIX
 
@@ -65,6 +65,7 @@ class TrainConfig:
     negatives: int = 4
     rank_weight: float = 4.0
     rank_bias: bool = True
+    unrated_negatives: bool = False
     validation_fraction: float = 0.05
     monitor: Literal["accuracy", "auc", "loss"] = "auc"
     patience: int = 3
@@ -154,11 +155,13 @@ def make_feeds(prepared: Prepared, model: keras.Model, config: TrainConfig) -> F
     """Train (shuffled, holdout removed), validation (the holdout, or test) and test feeds."""
     inputs = {name: (M.INPUT_COLUMNS[name], tensor.dtype) for name, tensor in zip(M.input_names(model), model.inputs)}
     targets = {name: M.OUTPUT_COLUMNS[name] for name in model.output_names}
+    holdout = Holdout(config.validation_fraction, config.seed) if config.validation_fraction else None
     negatives = None
     if M.RANK_OUTPUT in targets:
         # Over the whole catalogue: every movie the scorer ranks, including any outside the movie vocabulary.
         catalogue = read_catalogue(prepared.root / "movies", inputs)
-        negatives = NegativeSampler(catalogue, config.negatives, config.seed, M.RANK_OUTPUT)
+        rated = training_pairs(prepared, holdout) if config.unrated_negatives else None
+        negatives = NegativeSampler(catalogue, config.negatives, config.seed, M.RANK_OUTPUT, rated)
     train = Feed(
         prepared.split("train"), inputs, targets, config.batch_size,
         shuffle_seed=config.seed, buffer_rows=config.shuffle_buffer_rows, negatives=negatives,
@@ -169,12 +172,22 @@ def make_feeds(prepared: Prepared, model: keras.Model, config: TrainConfig) -> F
         # The paper's protocol: the test split doubles as the validation set.
         rows["validation"] = rows["test"]
         return Feeds(train, test, test, rows)
-    holdout = Holdout(config.validation_fraction, config.seed)
     rows["validation"] = holdout.count(prepared.split("train"))
     rows["train"] -= rows["validation"]
     train = dataclasses.replace(train, holdout=holdout)
     validation = dataclasses.replace(test, path=prepared.split("train"), holdout=holdout, keep_holdout=True)
     return Feeds(train, validation, test, rows)
+
+
+def training_pairs(prepared: Prepared, holdout: Holdout | None) -> np.ndarray:
+    """Sorted unique pair keys of the train rows the model trains on (the holdout's stay drawable, as test's)."""
+    keys = []
+    for path in parquet_files(prepared.split("train")):
+        table = pq.read_table(path, columns=[C.USER_IDX, C.MOVIE_IDX])
+        users, movies = table[C.USER_IDX].to_numpy(), table[C.MOVIE_IDX].to_numpy()
+        kept = np.ones(len(users), bool) if holdout is None else ~holdout.mask(users, movies)
+        keys.append(pair_keys(users[kept], movies[kept]))
+    return np.unique(np.concatenate(keys))
 
 
 # ----------------------------------------------------------------- callbacks

@@ -6,6 +6,7 @@ stays well under three minutes on two cores; quality is measured in docs/results
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from sparkrec import columns as C
 from sparkrec import model as M
 from sparkrec import training
 from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
-from sparkrec.negatives import NegativeSampler, read_catalogue
+from sparkrec.negatives import NegativeSampler, pair_keys, read_catalogue
 
 from conftest import ROOT, load_job
 
@@ -220,6 +221,16 @@ def sampled_movies(epoch: int, batch: int) -> list[int]:
 def test_negative_sampler_draws_are_seeded_by_epoch_and_batch():
     assert sampled_movies(1, 5) == sampled_movies(1, 5)
     assert sampled_movies(1, 5) != sampled_movies(1, 6) and sampled_movies(1, 5) != sampled_movies(2, 5)
+
+
+def test_negative_sampler_redraws_movies_the_user_rated():
+    x, y = rated_batch()
+    rated = np.sort(pair_keys(np.repeat([1, 2], 5), np.arange(10, 20)))
+    sampler = dataclasses.replace(SAMPLER, per_row=20, rated=rated)
+    inputs = sampler.augment(x, y, epoch=0, batch=0)[0]
+    users, movies = inputs[C.USER_IDX][3:, 0], inputs[C.MOVIE_IDX][3:, 0]
+    assert set(movies[users == 1]) == set(range(15, 20)) and set(movies[users == 2]) == set(range(10, 15))
+    assert len(set(movies[users == 3])) > 5
 
 
 def test_catalogue_holds_every_movie_side_input_of_every_catalogue_movie(prepared_small):

@@ -68,7 +68,9 @@ def deep_model(sizes: dict[str, int]):
     from sparkrec import model
 
     keras.utils.set_random_seed(8)
-    built = model.build_deep_model(sizes, embedding_dim=8, hidden_units=(16, 8), bias_terms=True, rank_weight=1.0, rank_bias=True)
+    built = model.build_deep_model(
+        sizes, embedding_dim=8, hidden_units=(16, 8), bias_terms=True, rank_weight=1.0, rank_bias=True
+    )
     randomize_biases(built, 8)
     return built
 
@@ -205,7 +207,9 @@ def test_fast_path_equals_keras_within_1e5(models, prepared_small, name, output,
 
 
 def test_auto_ranks_by_the_rank_output_when_there_is_one(models):
-    deep, paper = (scoring.load_keras_model((models[name] / scoring.MODEL_FILE).read_bytes()) for name in ("deep", "paper"))
+    deep, paper = (
+        scoring.load_keras_model((models[name] / scoring.MODEL_FILE).read_bytes()) for name in ("deep", "paper")
+    )
     assert scoring.output_for(deep, "auto") == "rank" and scoring.output_for(paper, "auto") == C.LIKE
     assert scoring.output_for(deep, C.RATING) == C.RATING
     with pytest.raises(scoring.ScoreError, match="has outputs"):

@@ -16,6 +16,19 @@ SHARED_DATA = Path(os.environ.get("SPARKREC_SHARED_DATA", ROOT.parent / "shared"
 ML_SMALL = SHARED_DATA / "ml-latest-small"
 
 
+# jobs/train.py settings for a small, quick deep model: tests of the jobs, not of the model's quality.
+TINY_TRAIN = [
+    "--set", "epochs=2",
+    "--set", "embedding_dim=16",
+    "--set", "hidden_units=32",
+    "--set", "importance_rows=3000",
+    "--set", "importance_repeats=1",
+    "--set", "eval_batch_size=4096",
+    "--set", "shuffle_buffer_rows=40000",
+    "--set", "verbose=0",
+]
+
+
 def load_job(name: str):
     """Import jobs/<name>.py as a module, so tests drive the real entry points."""
     spec = importlib.util.spec_from_file_location(f"jobs_{name}", ROOT / "jobs" / f"{name}.py")

@@ -17,7 +17,7 @@ from sparkrec import columns as C
 from sparkrec.config import load_config
 from sparkrec.scoring import ScoreError
 
-from conftest import ROOT, load_job
+from conftest import ROOT, TINY_TRAIN, load_job
 
 # One user's list [1, 2, 3, 4, 5] against liked movies {2, 4, 9}: hits at positions 2 and 4.
 RANKED = np.array([1, 2, 3, 4, 5])
@@ -78,19 +78,8 @@ def test_mean_popularity_of_the_listed_items():
     assert ranking.mean_popularity({}, {1: 10}, 2) == 0.0
 
 
-
 # --- baselines and the job on ml-latest-small ------------------------------------
 
-TINY_TRAIN = [
-    "--set", "epochs=2",
-    "--set", "embedding_dim=16",
-    "--set", "hidden_units=32",
-    "--set", "importance_rows=3000",
-    "--set", "importance_repeats=1",
-    "--set", "eval_batch_size=4096",
-    "--set", "shuffle_buffer_rows=40000",
-    "--set", "verbose=0",
-]
 # Small grids keep the job to about a minute; docs/results.md has the full runs.
 QUICK = {
     "als_ranks": "5",

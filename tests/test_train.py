@@ -24,22 +24,11 @@ from sparkrec import training
 from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
 from sparkrec.negatives import NegativeSampler, pair_keys, read_catalogue
 
-from conftest import ROOT, load_job
+from conftest import ROOT, TINY_TRAIN, load_job
 
 training.configure_runtime(training.TrainConfig(intra_op_threads=2, inter_op_threads=1))
 # pytest resets warning filters per test; dataset.py's filter for this petastorm advice does not reach here.
 pytestmark = pytest.mark.filterwarnings("ignore:Please use make_reader:UserWarning")
-
-TINY = [
-    "--set", "epochs=2",
-    "--set", "embedding_dim=16",
-    "--set", "hidden_units=32",
-    "--set", "importance_rows=3000",
-    "--set", "importance_repeats=1",
-    "--set", "eval_batch_size=4096",
-    "--set", "shuffle_buffer_rows=40000",
-    "--set", "verbose=0",
-]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +37,7 @@ def train_job():
 
 
 def train(job, data: Path, output: Path, *overrides: str) -> dict:
-    return job.main(["--data", str(data), "--output", str(output), *TINY, *overrides])
+    return job.main(["--data", str(data), "--output", str(output), *TINY_TRAIN, *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +122,6 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_keeps_the_previous_model(
     assert without_timings(resumed["history"]) == without_timings(uninterrupted["history"])
     assert resumed["test"] == uninterrupted["test"], "the resumed run is the uninterrupted run"
     assert not backup.exists()
-
 
 
 def test_paper_model_trains_with_test_as_validation(train_job, prepared_small, tmp_path):

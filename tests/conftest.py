@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -87,3 +88,12 @@ def ml_small_copy(ml_small, tmp_path) -> Path:
     target = tmp_path / "ml-copy"
     shutil.copytree(ml_small, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def code_zip(tmp_path_factory) -> Path:
+    """scripts/package.sh's dist/sparkrec.zip (the --py-files archive), built once per session."""
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run([str(ROOT / "scripts" / "package.sh"), "code"], env={**os.environ, "DIST": str(dist)},
+                   check=True, capture_output=True, timeout=60)
+    return dist / "sparkrec.zip"

@@ -30,12 +30,11 @@ import pyarrow.parquet as pq
 import pyspark
 import pytest
 
-from conftest import load_job
+from conftest import ROOT, load_job
 from sparkrec import columns as C
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(pyspark.__file__).parent
 JOB_ARGS = ["--set", "sample_users=100"]
 # Fits two 1-core, 1 GB workers on a 2-core machine; the profile's other settings apply as on a cluster.
@@ -189,14 +188,6 @@ def cluster(processes, tmp_path_factory) -> StandaloneCluster:
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([str(ROOT / "scripts" / "package.sh"), "code"], env={**os.environ, "DIST": str(dist)},
-                   check=True, capture_output=True, timeout=60)
-    return dist / "sparkrec.zip"
-
-
-@pytest.fixture(scope="module")
 def submit_dir(tmp_path_factory) -> Path:
     """spark-submit runs from here, not the repository: every path it is given is absolute."""
     return tmp_path_factory.mktemp("cwd")
@@ -225,9 +216,9 @@ def prepare_args(ml_small: Path, output: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def start_job(processes, package, submit_dir):
+def start_job(processes, code_zip, submit_dir):
     def start(name: str, master: str, job: str, args: list[str]) -> subprocess.Popen:
-        return processes.start(name, submit_command(master, package, job, args), cwd=submit_dir)
+        return processes.start(name, submit_command(master, code_zip, job, args), cwd=submit_dir)
 
     return start
 

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def code_zip(tmp_path_factory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([str(ROOT / "scripts" / "package.sh"), "code"], env={**os.environ, "DIST": str(dist)},
-                   check=True, capture_output=True, timeout=60)
-    return dist / "sparkrec.zip"
+from conftest import ROOT
 
 
 def test_code_zip_holds_every_module(code_zip):

@@ -170,13 +170,13 @@ def build_vocabularies(
 ) -> dict[str, DataFrame]:
     """Vocabularies of the sample: its users, the movies they rated, and those movies' genres, years, tags."""
     rated = movies.join(sampled.select(C.MOVIE_ID).distinct(), C.MOVIE_ID, "left_semi")
-    movies = rated.select(C.MOVIE_ID, C.GENRE1, C.GENRE2, C.RELEASE_YEAR, C.TAGS).collect()
+    rows = rated.select(C.MOVIE_ID, C.GENRE1, C.GENRE2, C.RELEASE_YEAR, C.TAGS).collect()
     return {
         "user": vocab.build(spark, "user", users),
-        "movie": vocab.build(spark, "movie", (m[C.MOVIE_ID] for m in movies)),
-        "genre": vocab.build(spark, "genre", [g for m in movies for g in (m[C.GENRE1], m[C.GENRE2])]),
-        "year": vocab.build(spark, "year", (m[C.RELEASE_YEAR] for m in movies)),
-        "tag": vocab.build(spark, "tag", [t for m in movies for t in m[C.TAGS]]),
+        "movie": vocab.build(spark, "movie", (m[C.MOVIE_ID] for m in rows)),
+        "genre": vocab.build(spark, "genre", [g for m in rows for g in (m[C.GENRE1], m[C.GENRE2])]),
+        "year": vocab.build(spark, "year", (m[C.RELEASE_YEAR] for m in rows)),
+        "tag": vocab.build(spark, "tag", [t for m in rows for t in m[C.TAGS]]),
     }
 
 
@@ -241,7 +241,7 @@ def transform(spark: SparkSession, extracted: Extracted, config: PrepareConfig, 
         quarantine=quarantine(validated, extracted.source),
         interactions=interactions,
         users=users,
-        sampled=sampled.join(F.broadcast(movies), C.MOVIE_ID, "inner"),
+        sampled=with_movies,
         train=to_split_schema(sampling.train_rows(assigned), config.seed, config.split_files),
         test=to_split_schema(sampling.test_rows(assigned), config.seed, config.split_files),
         movies=catalogue(indexed_movies),

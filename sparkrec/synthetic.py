@@ -7,6 +7,12 @@ scores themselves, so the star histogram equals ML-20M's (to the rating) at any
 scale while the ordering, which is what a model can learn, comes from the
 preferences.
 
+Which movies a user rates follows popularity and taste, as in real MovieLens,
+where people rate what they chose to watch: a user meets movies by popularity
+(twice as many as they will rate) and rates the ones whose personal appeal
+(latent factors and genre affinities) draws them, so what a user rated tells a
+model something about them, as it does in the real data.
+
 Users are generated in fixed blocks of `USERS_PER_CHUNK`, each from its own
 child seed, in two passes: the first draws every block's (user, movie,
 timestamp, score), compactly in memory (24 bytes a rating); the second, once
@@ -81,13 +87,20 @@ GENRE_MEAN_SD = 0.15  # how much genres differ for everyone
 GENRE_AFFINITY_SD = 0.4  # how much users differ per genre
 YEAR_EFFECT_PER_DECADE = 0.05  # older movies that are still rated are the good ones
 NOISE_SD = 0.75
+# Rated movies: a user meets EXPOSURE_PER_RATING times as many movies as they
+# rate, drawn by popularity, and rates a weighted draw of them without
+# replacement, weight exp(SELECTION_STRENGTH * appeal), where appeal is the
+# personal part of the score (factors and genre affinities, sd about 0.5).
+EXPOSURE_PER_RATING = 2.0
+SELECTION_STRENGTH = 2.0
 
 # --- catalogue shape ---
 # Popularity weight of the movie with popularity rank r (1 = most popular) is
-# (r + offset)^-exponent: a Zipf law flattened at the head, which at full scale
-# gives ~66k ratings for the top movie and a median of ~19 (ML-20M: 67,310 and 18).
-POPULARITY_OFFSET = 200.0  # at full scale; scaled with the catalogue size
-POPULARITY_EXPONENT = 2.3
+# (r + offset)^-exponent: a Zipf law flattened at the head. With the choice among
+# the movies a user meets (EXPOSURE_PER_RATING), at full scale the top movie gets
+# 67,591 ratings and the median movie 19 (ML-20M: 67,310 and 18).
+POPULARITY_OFFSET = 150.0  # at full scale; scaled with the catalogue size
+POPULARITY_EXPONENT = 2.8
 RELEASE_AGE_SCALE = 28.0  # years; the catalogue is skewed towards recent releases
 # About ML-20M's movies per genre, which sets how often each genre is drawn.
 GENRE_WEIGHTS = {
@@ -548,9 +561,15 @@ def rated_by_race(rng: np.random.Generator, users: np.ndarray, counts: np.ndarra
     return np.concatenate(found)
 
 
-def rated_movies(rng: np.random.Generator, counts: np.ndarray,
-                 popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(user, movie) positions sorted by user then movie, with `counts[u]` distinct movies for user u."""
+def exposures(counts: np.ndarray, movies: int) -> np.ndarray:
+    """How many movies each user meets, to rate `counts` of them (within the catalogue)."""
+    return np.minimum(movies, np.ceil(EXPOSURE_PER_RATING * counts)).astype(np.int64)
+
+
+def popular_movies(rng: np.random.Generator, counts: np.ndarray,
+                   popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(user, movie) positions sorted by user then movie: `counts[u]` distinct movies for user u,
+    a popularity-weighted draw without replacement."""
     # Heavy users would need more draws than the catalogue has movies; they race instead.
     heavy = expected_draws(counts, popularity) > popularity.size
     keys = np.sort(np.concatenate([
@@ -558,6 +577,20 @@ def rated_movies(rng: np.random.Generator, counts: np.ndarray,
         rated_by_race(rng, np.flatnonzero(heavy), counts, popularity),
     ]))
     return keys // popularity.size, keys % popularity.size
+
+
+def chosen(rng: np.random.Generator, users: np.ndarray, appeal: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Positions of `counts[u]` rows of each user u, drawn without replacement with weight
+    exp(SELECTION_STRENGTH * appeal), in their input order.
+
+    Gumbel top-k: the rows with the largest perturbed log-weights. `users` is
+    sorted; each user has at least `counts[u]` rows.
+    """
+    keys = SELECTION_STRENGTH * appeal - np.log(-np.log(rng.random(appeal.size)))
+    order = np.lexsort((-keys, users))
+    ranked_users = users[order]
+    rank = np.arange(order.size) - np.searchsorted(ranked_users, ranked_users, side="left")
+    return np.sort(order[rank < counts[ranked_users]])
 
 
 def rating_times(rng: np.random.Generator, users: np.ndarray, n_users: int) -> np.ndarray:
@@ -577,14 +610,19 @@ def chunk_ratings(config: Settings, catalogue: Catalogue, counts: np.ndarray, ch
     user_bias = rng.normal(0.0, USER_BIAS_SD, n)
     user_factors = latent_factors(rng, n)
     affinity = catalogue.genre_means + rng.normal(0.0, GENRE_AFFINITY_SD, (n, len(C.GENRE_LIST)))
-    users, movies = rated_movies(rng, block, catalogue.popularity)
-    timestamps = rating_times(rng, users, n)
+    users, movies = popular_movies(rng, exposures(block, catalogue.popularity.size), catalogue.popularity)
     slots, slot_weights = catalogue.slots[movies], catalogue.slot_weights[movies]
+    appeal = (
+        np.einsum("ij,ij->i", user_factors[users], catalogue.factors[movies])
+        + (affinity[users[:, None], slots] * slot_weights).sum(axis=1)
+    )
+    rated = chosen(rng, users, appeal, block)
+    users, movies, appeal = users[rated], movies[rated], appeal[rated]
+    timestamps = rating_times(rng, users, n)
     scores = (
         user_bias[users]
         + catalogue.bias[movies]
-        + np.einsum("ij,ij->i", user_factors[users], catalogue.factors[movies])
-        + (affinity[users[:, None], slots] * slot_weights).sum(axis=1)
+        + appeal
         + YEAR_EFFECT_PER_DECADE * (LAST_YEAR - catalogue.years[movies]) / 10
         + rng.normal(0.0, NOISE_SD, users.size)
     )
@@ -832,6 +870,8 @@ def generator_record(config: Settings, cuts: StarCuts, histogram: np.ndarray, ro
             "genre_affinity_sd": GENRE_AFFINITY_SD,
             "year_effect_per_decade": YEAR_EFFECT_PER_DECADE,
             "noise_sd": NOISE_SD,
+            "exposure_per_rating": EXPOSURE_PER_RATING,
+            "selection_strength": SELECTION_STRENGTH,
         },
         "catalogue": {
             "popularity_offset": POPULARITY_OFFSET * config.movies / FULL_MOVIES,

@@ -234,10 +234,25 @@ def test_rated_movies_are_distinct_and_complete():
     popularity = synthetic.popularity_weights(rng, 1000)
     # Heavy users (near the cap) take the exponential race, the rest the draws.
     counts = np.array([20, 21, 150, 400, 480, 499, 20])
-    users, movies = synthetic.rated_movies(rng, counts, popularity)
+    users, movies = synthetic.popular_movies(rng, counts, popularity)
     assert (np.bincount(users, minlength=counts.size) == counts).all()
     pairs = users * 1000 + movies
     assert (np.diff(pairs) > 0).all()
+
+
+def test_chosen_keeps_each_users_count_in_order_and_follows_appeal():
+    rng = np.random.default_rng(5)
+    users = np.repeat(np.arange(3), [400, 1000, 60])
+    appeal = rng.normal(0.0, 0.5, users.size)
+    counts = np.array([200, 500, 60])
+    rows = synthetic.chosen(rng, users, appeal, counts)
+    assert (np.diff(rows) > 0).all()
+    assert (np.bincount(users[rows], minlength=3) == counts).all()
+    # A user who rates all they meet has no choice; the others favour what appeals to them.
+    assert (rows[users[rows] == 2] == np.flatnonzero(users == 2)).all()
+    # A choice blind to appeal would move the mean by 0.03 (one sd); this one moves it by 0.25.
+    for user in (0, 1):
+        assert appeal[rows][users[rows] == user].mean() > appeal[users == user].mean() + 0.1
 
 
 def test_existing_data_is_not_replaced(tmp_path):

@@ -74,8 +74,10 @@ def main() -> None:
 
     train, test = read_split(args.data / "train"), read_split(args.data / "test")
     user_ids, movie_ids = np.unique(train[C.USER_ID]), np.unique(train[C.MOVIE_ID])
-    test = test[test[C.MOVIE_ID].isin(movie_ids)]
-    held = (pd.util.hash_pandas_object(train[[C.USER_ID, C.MOVIE_ID]], index=False) % 1000).to_numpy() < 1000 * VALIDATION_SHARE
+    # A factorization has nothing to say about a user or movie it never saw.
+    test = test[test[C.MOVIE_ID].isin(movie_ids) & test[C.USER_ID].isin(user_ids)]
+    hashed = pd.util.hash_pandas_object(train[[C.USER_ID, C.MOVIE_ID]], index=False).to_numpy()
+    held = hashed % 1000 < 1000 * VALIDATION_SHARE
 
     def positions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return np.searchsorted(user_ids, frame[C.USER_ID]), np.searchsorted(movie_ids, frame[C.MOVIE_ID])
@@ -84,19 +86,21 @@ def main() -> None:
     shape = (user_ids.size, movie_ids.size)
     print(f"{args.data}: {len(train):,} train ({len(valid_rows):,} held out to choose), {len(test):,} test ratings")
     results = {}
-    candidates = [(0, 0.0)] + list(itertools.product([int(r) for r in args.ranks.split(",")],
-                                                     [float(x) for x in args.lambdas.split(",")]))
-    for rank, lam in candidates:
+    ranks = [int(r) for r in args.ranks.split(",")]
+    lambdas = [float(x) for x in args.lambdas.split(",")]
+    for rank, lam in [(0, 0.0), *itertools.product(ranks, lambdas)]:
         model = fit(*positions(fit_rows), fit_rows[C.RATING].to_numpy(), shape, rank, lam)
-        threshold, valid_accuracy = best_threshold(predict(model, *positions(valid_rows), rank), valid_rows[C.LIKE].to_numpy())
+        valid_stars = predict(model, *positions(valid_rows), rank)
+        threshold, valid_accuracy = best_threshold(valid_stars, valid_rows[C.LIKE].to_numpy())
         test_accuracy = ((predict(model, *positions(test), rank) >= threshold) == test[C.LIKE].to_numpy()).mean()
         results[(rank, lam)] = (valid_accuracy, test_accuracy)
-        print(f"  rank {rank} lambda {lam:g}: validation accuracy {valid_accuracy:.4f}, test accuracy {test_accuracy:.4f}")
+        print(f"  rank {rank} lambda {lam:g}: validation accuracy {valid_accuracy:.4f}, test {test_accuracy:.4f}")
     bias = results[(0, 0.0)]
     chosen = max((key for key in results if key[0] > 0), key=lambda key: results[key][0])
     factors = results[chosen]
     print(f"bias model: test accuracy {bias[1]:.4f}")
-    print(f"factorization (rank {chosen[0]}, lambda {chosen[1]:g}, chosen on validation): test accuracy {factors[1]:.4f}")
+    print(f"factorization (rank {chosen[0]}, lambda {chosen[1]:g}, chosen on validation): "
+          f"test accuracy {factors[1]:.4f}")
     print(f"personal signal found: {factors[1] - bias[1]:+.4f} accuracy")
 
 

@@ -1,11 +1,12 @@
 """How much a user's personal taste can add to like accuracy on a prepared split, model-free.
 
-    python bench/personal_signal.py --data PREPARED_DIR [--ranks 4,8] [--lambdas 5,15,30]
+    python bench/personal_signal.py --data PREPARED_DIR [--ranks 4,8] [--lambdas 5,15,30] [--seed 42]
 
 Fits, by alternating ridge regressions on the star ratings, a bias model
 (global mean + user bias + movie bias) and a matrix factorization with the
 same biases plus rank-k user and movie factors. Settings and the like
-threshold on the predicted stars are chosen on a hashed 10% of train; the
+threshold on the predicted stars are chosen on a 10% holdout of train (the
+training job's `Holdout` hash, with its seed); the
 chosen models are measured on test. The gap between the two is the personal
 signal a learner can find in that much data, independently of our Keras model:
 run it on ml-latest-small and on generated data to compare the two.
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sparkrec import columns as C
+from sparkrec.dataset import Holdout, parquet_files
 
 ITERATIONS = 12
 BIAS_RIDGE = 2.0
@@ -28,8 +30,8 @@ VALIDATION_SHARE = 0.1
 
 
 def read_split(directory: Path) -> pd.DataFrame:
-    frame = pd.concat(pd.read_parquet(f, columns=[C.USER_ID, C.MOVIE_ID, C.RATING, C.LIKE])
-                      for f in sorted(directory.glob("*.parquet")))
+    columns = [C.USER_ID, C.MOVIE_ID, C.USER_IDX, C.MOVIE_IDX, C.RATING, C.LIKE]
+    frame = pd.concat(pd.read_parquet(f, columns=columns) for f in parquet_files(directory))
     return frame.reset_index(drop=True)
 
 
@@ -70,14 +72,14 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path, help="a prepare output directory")
     parser.add_argument("--ranks", default="4,8", help="factor ranks to try (default: %(default)s)")
     parser.add_argument("--lambdas", default="5,15,30", help="factor ridge strengths to try (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the holdout hash (default: %(default)s)")
     args = parser.parse_args()
 
     train, test = read_split(args.data / "train"), read_split(args.data / "test")
     user_ids, movie_ids = np.unique(train[C.USER_ID]), np.unique(train[C.MOVIE_ID])
     # A factorization has nothing to say about a user or movie it never saw.
     test = test[test[C.MOVIE_ID].isin(movie_ids) & test[C.USER_ID].isin(user_ids)]
-    hashed = pd.util.hash_pandas_object(train[[C.USER_ID, C.MOVIE_ID]], index=False).to_numpy()
-    held = hashed % 1000 < 1000 * VALIDATION_SHARE
+    held = Holdout(VALIDATION_SHARE, args.seed).mask(train[C.USER_IDX].to_numpy(), train[C.MOVIE_IDX].to_numpy())
 
     def positions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return np.searchsorted(user_ids, frame[C.USER_ID]), np.searchsorted(movie_ids, frame[C.MOVIE_ID])

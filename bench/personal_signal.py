@@ -31,7 +31,10 @@ VALIDATION_SHARE = 0.1
 
 def read_split(directory: Path) -> pd.DataFrame:
     columns = [C.USER_ID, C.MOVIE_ID, C.USER_IDX, C.MOVIE_IDX, C.RATING, C.LIKE]
-    frame = pd.concat(pd.read_parquet(f, columns=columns) for f in parquet_files(directory))
+    files = parquet_files(directory)
+    if not files:
+        raise SystemExit(f"personal_signal: no Parquet files in {directory} (expected a prepare output's split)")
+    frame = pd.concat(pd.read_parquet(f, columns=columns) for f in files)
     return frame.reset_index(drop=True)
 
 

@@ -49,6 +49,7 @@ layer, like `like`, so it factorizes the same way.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from sparkrec import columns as C
@@ -227,6 +228,13 @@ def build_deep_model(
         weighted_metrics=metrics,
     )
     return model
+
+
+def shift_rank_bias(model: keras.Model, offsets) -> None:
+    """Add `offsets` (one per movie index) to the rank head's movie bias."""
+    layer = model.get_layer(f"rank_bias_{C.MOVIE_IDX}")
+    (weights,) = layer.get_weights()
+    layer.set_weights([weights + np.asarray(offsets, weights.dtype).reshape(weights.shape)])
 
 
 def like_metrics() -> list[keras.metrics.Metric]:

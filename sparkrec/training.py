@@ -29,7 +29,7 @@ from sparkrec import metrics
 from sparkrec import model as M
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.dataset import Feed, Holdout, Prepared, copy_vocabularies, open_prepared, parquet_files
-from sparkrec.negatives import NegativeSampler, pair_keys, read_catalogue
+from sparkrec.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
 from sparkrec.runinfo import get_logger, library_versions, sha256_file
 from sparkrec.storage import PREVIOUS_SUFFIX, STAGING_SUFFIX
 
@@ -66,6 +66,7 @@ class TrainConfig:
     rank_weight: float = 4.0
     rank_bias: bool = True
     unrated_negatives: bool = False
+    negative_popularity: float = 0.0
     validation_fraction: float = 0.05
     monitor: Literal["accuracy", "auc", "loss"] = "auc"
     patience: int = 3
@@ -88,6 +89,9 @@ class TrainConfig:
             "dropout must be in [0, 1)": 0 <= self.dropout < 1,
             "negatives must be >= 0": self.negatives >= 0,
             "rank_weight must be > 0": self.rank_weight > 0,
+            "negative_popularity must be in [0, 1]": 0 <= self.negative_popularity <= 1,
+            "negative_popularity needs rank_bias (the sampling offsets are added to it)":
+                self.negative_popularity == 0 or self.rank_bias,
             "validation_fraction must be in [0, 0.5]": 0 <= self.validation_fraction <= 0.5,
             "patience must be >= 1": self.patience >= 1,
             "importance_repeats must be >= 1": self.importance_repeats >= 1,
@@ -160,8 +164,13 @@ def make_feeds(prepared: Prepared, model: keras.Model, config: TrainConfig) -> F
     if M.RANK_OUTPUT in targets:
         # Over the whole catalogue: every movie the scorer ranks, including any outside the movie vocabulary.
         catalogue = read_catalogue(prepared.root / "movies", inputs)
-        rated = training_pairs(prepared, holdout) if config.unrated_negatives else None
-        negatives = NegativeSampler(catalogue, config.negatives, config.seed, M.RANK_OUTPUT, rated)
+        users, movies = training_rows(prepared, holdout)
+        rated = np.unique(pair_keys(users, movies)) if config.unrated_negatives else None
+        cdf = None
+        if config.negative_popularity:
+            counts = np.bincount(movies, minlength=prepared.vocab_sizes["movie"])
+            cdf = popularity_cdf(counts[catalogue[C.MOVIE_IDX][:, 0]], config.negative_popularity)
+        negatives = NegativeSampler(catalogue, config.negatives, config.seed, M.RANK_OUTPUT, rated, cdf)
     train = Feed(
         prepared.split("train"), inputs, targets, config.batch_size,
         shuffle_seed=config.seed, buffer_rows=config.shuffle_buffer_rows, negatives=negatives,
@@ -179,15 +188,16 @@ def make_feeds(prepared: Prepared, model: keras.Model, config: TrainConfig) -> F
     return Feeds(train, validation, test, rows)
 
 
-def training_pairs(prepared: Prepared, holdout: Holdout | None) -> np.ndarray:
-    """Sorted unique pair keys of the train rows the model trains on (the holdout's stay drawable, as test's)."""
-    keys = []
+def training_rows(prepared: Prepared, holdout: Holdout | None) -> tuple[np.ndarray, np.ndarray]:
+    """User and movie indices of the train rows the model trains on (the holdout's are left out, as test's)."""
+    users, movies = [], []
     for path in parquet_files(prepared.split("train")):
         table = pq.read_table(path, columns=[C.USER_IDX, C.MOVIE_IDX])
-        users, movies = table[C.USER_IDX].to_numpy(), table[C.MOVIE_IDX].to_numpy()
-        kept = np.ones(len(users), bool) if holdout is None else ~holdout.mask(users, movies)
-        keys.append(pair_keys(users[kept], movies[kept]))
-    return np.unique(np.concatenate(keys))
+        user, movie = table[C.USER_IDX].to_numpy(), table[C.MOVIE_IDX].to_numpy()
+        kept = np.ones(len(user), bool) if holdout is None else ~holdout.mask(user, movie)
+        users.append(user[kept])
+        movies.append(movie[kept])
+    return np.concatenate(users), np.concatenate(movies)
 
 
 # ----------------------------------------------------------------- callbacks
@@ -377,6 +387,14 @@ def fit(model: keras.Model, feeds: Feeds, config: TrainConfig, backup_dir: Path,
     return state
 
 
+def undo_sampling_bias(model: keras.Model, negatives: NegativeSampler | None, movie_vocab: int) -> None:
+    """After popularity-weighted negatives, add log q back so the rank head ranks by P(rated and liked)."""
+    if negatives is None or negatives.cdf is None:
+        return
+    movie_idx = negatives.catalogue[C.MOVIE_IDX][:, 0]
+    M.shift_rank_bias(model, sampling_offsets(negatives.cdf, movie_idx, movie_vocab))
+
+
 def feed_arrays(feed: Feed, limit: int | None = None) -> tuple[dict, dict]:
     """Inputs and targets of a feed as whole numpy arrays (its first `limit` rows)."""
     xs, ys, seen = [], [], 0
@@ -457,6 +475,7 @@ def transform(prepared: Prepared, config: TrainConfig, staging: Path, backup_dir
         f"{feeds.rows['validation']:,}", f"{feeds.rows['test']:,}",
     )
     state = fit(model, feeds, config, backup_dir, staging / "logs")
+    undo_sampling_bias(model, feeds.train.negatives, prepared.vocab_sizes["movie"])
     seconds["fit"] = time.perf_counter() - started
     started = time.perf_counter()
     measured = test_metrics(model, feeds, config, train_like_rate(prepared))

@@ -22,7 +22,8 @@ from sparkrec import columns as C
 from sparkrec import model as M
 from sparkrec import training
 from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
-from sparkrec.negatives import NegativeSampler, pair_keys, read_catalogue
+from sparkrec.config import ConfigError
+from sparkrec.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
 
 from conftest import ROOT, TINY_TRAIN, load_job
 
@@ -219,6 +220,51 @@ def test_negative_sampler_redraws_movies_the_user_rated():
     users, movies = inputs[C.USER_IDX][3:, 0], inputs[C.MOVIE_IDX][3:, 0]
     assert set(movies[users == 1]) == set(range(15, 20)) and set(movies[users == 2]) == set(range(10, 15))
     assert len(set(movies[users == 3])) > 5
+
+
+def test_popularity_cdf_weighs_rows_by_smoothed_rating_counts():
+    np.testing.assert_allclose(popularity_cdf(np.array([0, 1, 3]), 1.0), [1 / 7, 3 / 7, 1])
+    np.testing.assert_allclose(popularity_cdf(np.array([0, 8, 3]), 0.5), [1 / 6, 4 / 6, 1])
+    np.testing.assert_allclose(popularity_cdf(np.array([0, 1, 3]), 0.0), [1 / 3, 2 / 3, 1])
+
+
+def test_negative_sampler_with_a_cdf_draws_only_rows_that_carry_probability():
+    x, y = rated_batch()
+    cdf = np.array([0, 0, 0, 0.25, 0.25, 0.25, 0.25, 1, 1, 1])
+    picks = dataclasses.replace(SAMPLER, per_row=400, cdf=cdf).augment(x, y, 0, 0)[0][C.MOVIE_IDX][3:, 0] - 10
+    assert set(picks) == {3, 7}
+    # 1,200 draws with P(row 3) = 0.25: five standard deviations is 0.0625.
+    assert abs(np.mean(picks == 3) - 0.25) < 0.0625
+
+
+def test_sampling_offsets_are_log_probabilities_relative_to_uniform_per_movie_index():
+    # Catalogue rows 0-3 are movie indices 2, 0, 1, 0 (two movies outside the vocabulary); q = 6, 1, 3, 1 / 11.
+    cdf = popularity_cdf(np.array([5, 0, 2, 0]), 1.0)
+    offsets = sampling_offsets(cdf, np.array([2, 0, 1, 0]), vocab_size=5)
+    np.testing.assert_allclose(offsets, [np.log(4 / 11), np.log(12 / 11), np.log(24 / 11), 0, 0])
+
+
+def test_undoing_the_sampling_bias_shifts_the_rank_logit_by_the_movie_offset():
+    vocab = {"user": 3, "movie": 4, "genre": 2, "year": 2, "tag": 2}
+    model = M.build_deep_model(vocab, embedding_dim=4, hidden_units=(8,), rank_weight=1.0, rank_bias=True)
+    x = {name: np.zeros((4, len(M.INPUT_COLUMNS[name])), "float32" if name == M.GENRE_FLAGS else "int32")
+         for name in M.DEEP_INPUTS}
+    x[C.MOVIE_IDX][:, 0] = [0, 1, 2, 3]
+
+    def rank_logit() -> np.ndarray:
+        p = training.predict(model, x, 4)[M.RANK_OUTPUT].astype(np.float64)
+        return np.log(p / (1 - p))
+
+    before = rank_logit()
+    cdf = popularity_cdf(np.array([0, 4, 1, 0, 9]), 1.0)
+    sampler = NegativeSampler({C.MOVIE_IDX: np.array([[0], [1], [2], [0], [3]])}, 1, 0, M.RANK_OUTPUT, cdf=cdf)
+    training.undo_sampling_bias(model, sampler, movie_vocab=4)
+    np.testing.assert_allclose(rank_logit() - before, np.log(np.array([1, 5, 2, 10]) / 19 * 5), atol=1e-4)
+
+
+def test_popularity_negatives_need_the_rank_bias():
+    with pytest.raises(ConfigError, match="negative_popularity needs rank_bias"):
+        training.TrainConfig(negative_popularity=0.5, rank_bias=False).validate()
 
 
 def test_catalogue_holds_every_movie_side_input_of_every_catalogue_movie(prepared_small):

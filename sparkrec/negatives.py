@@ -14,8 +14,9 @@ Movies are drawn uniformly, or with `popularity_cdf` in proportion to
 lists are made, among the movies most users rate, at the price of a biased
 target: with sampling probability q(movie), the rank logit learns log(P(rated
 and liked) / q(movie)) up to a constant. `sampling_offsets` gives log q per
-movie index (relative to uniform draws), which the training job adds to the rank head's movie bias once
-training ends, so the saved model ranks by P(rated and liked) again.
+movie index (relative to uniform draws), which the training job adds to the
+rank head's movie bias once training ends, so the saved model ranks by
+P(rated and liked) again.
 
 Draws are seeded by (seed, epoch, batch): a resumed run samples what an
 uninterrupted run samples. Without `rated`, a sampled movie may be one the

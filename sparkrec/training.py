@@ -66,7 +66,7 @@ class TrainConfig:
     rank_weight: float = 4.0
     rank_bias: bool = True
     unrated_negatives: bool = False
-    negative_popularity: float = 0.0
+    negative_popularity: float = 1.0
     validation_fraction: float = 0.05
     monitor: Literal["accuracy", "auc", "loss"] = "auc"
     patience: int = 3

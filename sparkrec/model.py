@@ -43,7 +43,9 @@ and optionally `rank`. `rank` is P(the user rated the movie and liked it),
 learned from sampled unrated movies beside the rated ones; it ranks the
 unrated catalogue, where `like` (P(like | rated)) favours obscure movies.
 It is a Dense(1) (plus an optional movie bias) + sigmoid on the last hidden
-layer, like `like`, so it factorizes the same way.
+layer, like `like`, so it factorizes the same way. Its order, not its value,
+is what it is for: sampled negatives (and the sampling offsets the training
+job folds into its movie bias, `sparkrec.negatives`) scale its odds.
 """
 
 from __future__ import annotations

@@ -55,9 +55,9 @@ def sampling_offsets(cdf: np.ndarray, movie_idx: np.ndarray, vocab_size: int) ->
     """log(q * catalogue size) for each movie index, q being the probability of drawing one of its rows.
 
     Relative to uniform draws, so the rank logit keeps the range it has
-    without popularity sampling.
-    Rows outside the vocabulary share index 0; they have no train ratings, so
-    each has the same q and index 0 gets that per-row value.
+    without popularity sampling. Rows outside the vocabulary share index 0;
+    they have no train ratings, so each has the same q and index 0 gets that
+    per-row value.
     """
     probability = np.diff(cdf, prepend=0.0)
     offsets = np.zeros(vocab_size)

@@ -164,12 +164,15 @@ def make_feeds(prepared: Prepared, model: keras.Model, config: TrainConfig) -> F
     if M.RANK_OUTPUT in targets:
         # Over the whole catalogue: every movie the scorer ranks, including any outside the movie vocabulary.
         catalogue = read_catalogue(prepared.root / "movies", inputs)
-        users, movies = training_rows(prepared, holdout)
-        rated = np.unique(pair_keys(users, movies)) if config.unrated_negatives else None
-        cdf = None
-        if config.negative_popularity:
-            counts = np.bincount(movies, minlength=prepared.vocab_sizes["movie"])
-            cdf = popularity_cdf(counts[catalogue[C.MOVIE_IDX][:, 0]], config.negative_popularity)
+        rated = cdf = None
+        # Uniform draws that may hit rated movies need no pass over train.
+        if config.unrated_negatives or config.negative_popularity:
+            users, movies = training_rows(prepared, holdout)
+            if config.unrated_negatives:
+                rated = np.unique(pair_keys(users, movies))
+            if config.negative_popularity:
+                counts = np.bincount(movies, minlength=prepared.vocab_sizes["movie"])
+                cdf = popularity_cdf(counts[catalogue[C.MOVIE_IDX][:, 0]], config.negative_popularity)
         negatives = NegativeSampler(catalogue, config.negatives, config.seed, M.RANK_OUTPUT, rated, cdf)
     train = Feed(
         prepared.split("train"), inputs, targets, config.batch_size,

@@ -138,7 +138,21 @@ def embedded_features(names, vocab_sizes: dict[str, int], dim: int, l2: float):
     return inputs, layers.Concatenate(name="features")(vectors)
 
 
-def build_paper_model(vocab_sizes: dict[str, int], loss: str = "mse", learning_rate: float = 1e-3) -> keras.Model:
+def adam(learning_rate: float, ema_momentum: float) -> keras.optimizers.Adam:
+    """Adam; with ema_momentum > 0 it also keeps an exponential moving average of the weights.
+
+    The average (Polyak averaging) is what validation, early stopping and the
+    saved model see (training.AveragedWeights); the steps still update the raw
+    weights. It smooths out the last steps' noise in the weights.
+    """
+    if ema_momentum:
+        return keras.optimizers.Adam(learning_rate, use_ema=True, ema_momentum=ema_momentum)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def build_paper_model(
+    vocab_sizes: dict[str, int], loss: str = "mse", learning_rate: float = 1e-3, ema_momentum: float = 0.0
+) -> keras.Model:
     """Table 1 of the paper, with the dropout rates and initializers of the tutorial it cites.
 
     Five 50-d embeddings, concatenated, dropout 0.05, Dense(10) + ReLU, dropout
@@ -156,7 +170,7 @@ def build_paper_model(vocab_sizes: dict[str, int], loss: str = "mse", learning_r
     like = Rescale(0.0, 1.0, name=LIKE_OUTPUT)(x)
     model = keras.Model(inputs=list(inputs.values()), outputs={LIKE_OUTPUT: like}, name="paper")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=adam(learning_rate, ema_momentum),
         loss={LIKE_OUTPUT: loss},
         metrics={LIKE_OUTPUT: like_metrics()},
     )
@@ -180,6 +194,7 @@ def build_deep_model(
     learning_rate: float = 2e-3,
     rank_weight: float = 0.0,
     rank_bias: bool = False,
+    ema_momentum: float = 0.0,
 ) -> keras.Model:
     """Our model: richer movie side, bias terms, an MLP, a rating head when rating_weight > 0
     and a rank head when rank_weight > 0.
@@ -224,7 +239,7 @@ def build_deep_model(
         loss_weights[RANK_OUTPUT] = rank_weight
     model = keras.Model(inputs=list(inputs.values()), outputs=outputs, name="deep")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=adam(learning_rate, ema_momentum),
         loss=losses,
         loss_weights=loss_weights,
         weighted_metrics=metrics,

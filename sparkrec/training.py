@@ -42,8 +42,8 @@ log = get_logger("train")
 
 # Settings left at None take the model's preset: the paper's own for `paper`.
 PRESETS = {
-    "paper": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3},
-    "deep": {"epochs": 30, "batch_size": 1024, "learning_rate": 2e-3},
+    "paper": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "ema_momentum": 0.0},
+    "deep": {"epochs": 30, "batch_size": 1024, "learning_rate": 2e-3, "ema_momentum": 0.99},
 }
 
 
@@ -55,6 +55,7 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
+    ema_momentum: float | None = None
     paper_loss: Literal["mse", "binary_crossentropy"] = "mse"
     embedding_dim: int = 32
     hidden_units: list[int] = field(default_factory=lambda: [256, 128])
@@ -85,6 +86,7 @@ class TrainConfig:
             "epochs must be >= 1": self.epochs is None or self.epochs >= 1,
             "batch_size must be >= 1": self.batch_size is None or self.batch_size >= 1,
             "learning_rate must be > 0": self.learning_rate is None or self.learning_rate > 0,
+            "ema_momentum must be in [0, 1)": self.ema_momentum is None or 0 <= self.ema_momentum < 1,
             "hidden_units needs at least one positive width": bool(self.hidden_units) and min(self.hidden_units) > 0,
             "dropout must be in [0, 1)": 0 <= self.dropout < 1,
             "negatives must be >= 0": self.negatives >= 0,
@@ -127,7 +129,9 @@ def configure_runtime(config: TrainConfig) -> None:
 
 def build_model(config: TrainConfig, vocab_sizes: dict[str, int]) -> keras.Model:
     if config.model == "paper":
-        return M.build_paper_model(vocab_sizes, loss=config.paper_loss, learning_rate=config.learning_rate)
+        return M.build_paper_model(
+            vocab_sizes, loss=config.paper_loss, learning_rate=config.learning_rate, ema_momentum=config.ema_momentum
+        )
     return M.build_deep_model(
         vocab_sizes,
         embedding_dim=config.embedding_dim,
@@ -139,6 +143,7 @@ def build_model(config: TrainConfig, vocab_sizes: dict[str, int]) -> keras.Model
         learning_rate=config.learning_rate,
         rank_weight=config.rank_weight if config.negatives else 0.0,
         rank_bias=config.rank_bias,
+        ema_momentum=config.ema_momentum,
     )
 
 
@@ -255,6 +260,20 @@ class TestMetrics(keras.callbacks.Callback):
         logs.update({f"test_{name}": float(value) for name, value in results.items()})
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Puts the optimizer's moving average of the weights in the model from the end of each
+    epoch's steps to the start of the next: validation, test logs, the kept epoch's weights
+    and the backup all see the average; the steps update the raw weights.
+
+    The backup is written with the average in the model (the raw weights in the
+    optimizer's slots), so a resumed run swaps them back before its first step.
+    """
+
+    def __init__(self, resumed: bool):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = resumed
+
+
 class EpochState(keras.callbacks.Callback):
     """Early stopping with best-weights restore, whose state survives a killed run.
 
@@ -368,7 +387,9 @@ def fit(model: keras.Model, feeds: Feeds, config: TrainConfig, backup_dir: Path,
     if first_epoch:
         log.info("resuming from %s after epoch %d", backup_dir, first_epoch)
     if first_epoch < config.epochs and not state.stopped:
-        callbacks = [
+        # First, so that every callback after it sees the averaged weights at epoch end.
+        averaged = [AveragedWeights(resumed=first_epoch > 0)] if config.ema_momentum else []
+        callbacks = averaged + [
             EpochSeeds(config.seed),
             RowsPerSecond(feeds.rows["train"]),
             TestMetrics(feeds.test.dataset(feeds.rows["test"])),

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkrec import columns as C
+from sparkrec import metrics
 from sparkrec import model as M
 from sparkrec import training
 from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
@@ -66,6 +67,10 @@ def test_training_beats_the_majority_baseline_and_writes_every_output(trained, p
     assert 0 < document["test"][M.RATING_OUTPUT]["rmse"] < 1.2
     assert [entry["epoch"] for entry in document["history"]] == [0, 1]
     assert all(entry["rows_per_s"] > 0 and "test_like_accuracy" in entry for entry in document["history"])
+    kept = document["history"][document["best_epoch"] - 1]
+    assert kept["test_like_accuracy"] == pytest.approx(like["accuracy"], abs=1e-6), (
+        "the saved weights are the ones measured at the kept epoch: the averaged ones, not the raw ones"
+    )
 
     model = M.load(trained / "model.keras")
     assert model.output_names == [M.LIKE_OUTPUT, M.RANK_OUTPUT, M.RATING_OUTPUT]
@@ -81,6 +86,18 @@ def test_training_beats_the_majority_baseline_and_writes_every_output(trained, p
     assert {"tensorflow-cpu", "keras", "petastorm"} <= set(run["versions"])
     siblings = sorted(p.name for p in trained.parent.iterdir())
     assert siblings == ["model"], "staging and backup directories are gone after success"
+
+
+def test_the_saved_model_is_the_one_validated_at_the_kept_epoch(trained, prepared_small):
+    """Validation sees the averaged weights (the deep preset averages them): so must the saved model."""
+    document = read_json(trained / "metrics.json")
+    kept = document["history"][document["best_epoch"] - 1]
+    config = training.TrainConfig(**read_json(trained / "run.json")["config"])
+    assert config.ema_momentum == 0.99
+    model = M.load(trained / "model.keras")
+    x, y = training.feed_arrays(training.make_feeds(open_prepared(prepared_small), model, config).validation)
+    predicted = training.predict(model, x, config.eval_batch_size)[M.LIKE_OUTPUT]
+    assert metrics.accuracy(y[C.LIKE], predicted) == pytest.approx(kept["val_like_accuracy"], abs=1e-6)
 
 
 def test_a_second_run_reproduces_the_metrics_exactly(trained, train_job, prepared_small, tmp_path):
@@ -265,6 +282,13 @@ def test_undoing_the_sampling_bias_shifts_the_rank_logit_by_the_movie_offset():
 def test_popularity_negatives_need_the_rank_bias():
     with pytest.raises(ConfigError, match="negative_popularity needs rank_bias"):
         training.TrainConfig(negative_popularity=0.5, rank_bias=False).validate()
+
+
+def test_weight_averaging_is_the_deep_preset_and_stays_below_one():
+    assert training.TrainConfig().resolved().ema_momentum == 0.99
+    assert training.TrainConfig(model="paper").resolved().ema_momentum == 0.0
+    with pytest.raises(ConfigError, match=r"ema_momentum must be in \[0, 1\)"):
+        training.TrainConfig(ema_momentum=1.0).validate()
 
 
 def test_catalogue_holds_every_movie_side_input_of_every_catalogue_movie(prepared_small):

@@ -3,11 +3,14 @@
     spark-submit --properties-file conf/spark/local.conf jobs/evaluate.py \
         --data data/demo/prepared --model data/demo/model --output data/demo/evaluation \
         [--config conf/evaluate.yaml] [--set k=10] [--set eval_users=all] [--set baselines=popular,als]
+        [--force]
 
 Reads prepare's train/, test/, movies/, vocab/ and the training job's
 MODEL_DIR/model.keras; writes OUTPUT/report.md, OUTPUT/metrics.json and
-OUTPUT/comparison.png. The output directory is replaced atomically: a failed
-run leaves the previous one untouched.
+OUTPUT/comparison.png. The output directory is replaced atomically, and only
+when it is missing, empty or an earlier evaluate output (`--force` replaces
+anything but an input or a directory holding one): a failed run leaves the
+previous one untouched.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparkrec import evaluation, storage
+from sparkrec import evaluation, outputs
 from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
 from sparkrec.runinfo import StageTimer, get_logger
 from sparkrec.scoring import ScoreError
@@ -29,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="prepare job output directory")
     parser.add_argument("--model", required=True, help="training job output directory (model.keras, vocab/)")
-    parser.add_argument("--output", required=True, help="output directory (local path or Hadoop URI)")
+    outputs.add_arguments(parser, "output directory (local path or Hadoop URI)")
     add_config_arguments(parser, default_config=DEFAULT_CONFIG)
     return parser.parse_args(argv)
 
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     log = get_logger("evaluate")
     spark = start("sparkrec-evaluate")
     timer = StageTimer(log)
-    with storage.staged_output(spark, args.output) as staging:
+    inputs = {"--data": args.data, "--model": args.model}
+    with outputs.staged_output(spark, args.output, "evaluate", inputs, args.force) as staging:
         data, deep = evaluation.extract(spark, args.data, args.model, config, timer)
         results = evaluation.transform(spark, data, deep, config, timer)
         paths = {"data": args.data, "model": args.model, "output": args.output}
@@ -55,5 +59,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (evaluation.EvaluateError, ScoreError, ConfigError) as exc:
+    except (evaluation.EvaluateError, ScoreError, ConfigError, outputs.OutputError) as exc:
         sys.exit(f"evaluate: {exc}")

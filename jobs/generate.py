@@ -1,13 +1,14 @@
 """Write a synthetic MovieLens dataset in the GroupLens ML-20M file layout.
 
-    python jobs/generate.py --output DIR [--users 138493] [--movies M] [--seed 42]
+    python jobs/generate.py --output DIR [--users 138493] [--movies M] [--seed 42] [--force]
 
 The defaults give ML-20M's full shape (138,493 users, 27,278 movies, 20,000,263
 ratings); fewer users scale the catalogue down with them. Files are written to
 a staging directory next to DIR and renamed into place, so an interrupted run
 never leaves a partial dataset at DIR. DIR may be missing, empty, or an earlier
 generated dataset (replaced once the new one is complete); anything else is
-refused. Parameters, seed and row counts are recorded in DIR/generator.json.
+refused unless --force is given. Parameters, seed and row counts are recorded
+in DIR/generator.json.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec import synthetic
+from sparkrec import outputs, synthetic
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", required=True, help="directory to create")
+    outputs.add_arguments(parser, "directory to create")
     parser.add_argument("--users", type=int, default=synthetic.FULL_USERS, help="number of users (default: ML-20M's)")
     parser.add_argument("--movies", type=int, help="catalogue size (default: scaled with --users)")
     parser.add_argument("--seed", type=int, default=synthetic.DEFAULT_SEED, help="random seed (default: %(default)s)")
@@ -30,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     config = synthetic.settings(args.users, args.movies, args.seed)
-    record = synthetic.generate(args.output, config)
+    record = synthetic.generate(args.output, config, args.force)
     rows = record["rows"]
     print(f"generate: wrote {rows['ratings.csv']:,} ratings of {config.users:,} users on "
           f"{rows['movies.csv']:,} movies and {rows['tags.csv']:,} tags to {args.output}")

@@ -2,10 +2,12 @@
 
     spark-submit --properties-file conf/spark/local.conf jobs/prepare.py \
         --input data/demo/raw --output data/demo/prepared \
-        [--config conf/prepare.yaml] [--set sample_users=5000] [--set split=temporal]
+        [--config conf/prepare.yaml] [--set sample_users=5000] [--set split=temporal] [--force]
 
 Outputs are described in docs/data-contract.md. The output directory is
-replaced atomically: a failed run leaves the previous one untouched.
+replaced atomically, and only when it is missing, empty or an earlier prepare
+output (`--force` replaces anything but an input or a directory holding one):
+a failed run leaves the previous one untouched.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec import prepare, storage
+from sparkrec import outputs, prepare
 from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
 from sparkrec.movielens import InputError
 from sparkrec.runinfo import StageTimer, get_logger
@@ -24,7 +26,7 @@ from sparkrec.validation import TooManyBadRows
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True, help="MovieLens directory (GroupLens or Kaggle file names)")
-    parser.add_argument("--output", required=True, help="output directory (local path or Hadoop URI)")
+    outputs.add_arguments(parser, "output directory (local path or Hadoop URI)")
     add_config_arguments(parser, default_config=None)
     return parser.parse_args(argv)
 
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     log = get_logger("prepare")
     spark = start("sparkrec-prepare")
     timer = StageTimer(log)
-    with storage.staged_output(spark, args.output) as staging:
+    with outputs.staged_output(spark, args.output, "prepare", {"--input": args.input}, args.force) as staging:
         extracted = prepare.extract(spark, args.input, config, timer)
         prepared = prepare.transform(spark, extracted, config, timer)
         loaded = prepare.load(spark, prepared, staging, config, timer)
@@ -52,5 +54,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (InputError, ConfigError, TooManyBadRows) as exc:
+    except (InputError, ConfigError, TooManyBadRows, outputs.OutputError) as exc:
         sys.exit(f"prepare: {exc}")

@@ -4,12 +4,15 @@
         --conf spark.executorEnv.OPENBLAS_NUM_THREADS=1 jobs/score.py \
         --data data/demo/prepared --model data/demo/model --output data/demo/scores \
         [--config conf/score.yaml] [--set users=sample|all] [--set top_k=10] [--set path=auto|fast|generic]
+        [--force]
 
 Reads prepare's interactions/, movies/, vocab/ and the training job's
 MODEL_DIR/model.keras (and vocab/ copy); writes OUTPUT/recommendations
 (Parquet: userId, rank, movieId, title, genres, score), OUTPUT/export (with
 --set export=csv|json) and OUTPUT/manifest.json. The output directory is
-replaced atomically: a failed run leaves the previous one untouched.
+replaced atomically, and only when it is missing, empty or an earlier score
+output (`--force` replaces anything but an input or a directory holding one):
+a failed run leaves the previous one untouched.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec import scoring, storage
+from sparkrec import outputs, scoring
 from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
 from sparkrec.runinfo import StageTimer, get_logger
 from sparkrec.session import start
@@ -27,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="prepare job output directory")
     parser.add_argument("--model", required=True, help="training job output directory (model.keras, vocab/)")
-    parser.add_argument("--output", required=True, help="output directory (local path or Hadoop URI)")
+    outputs.add_arguments(parser, "output directory (local path or Hadoop URI)")
     add_config_arguments(parser, default_config=None)
     return parser.parse_args(argv)
 
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     log = get_logger("score")
     spark = start("sparkrec-score")
     timer = StageTimer(log)
-    with storage.staged_output(spark, args.output) as staging:
+    inputs = {"--data": args.data, "--model": args.model}
+    with outputs.staged_output(spark, args.output, "score", inputs, args.force) as staging:
         inputs = scoring.extract(spark, args.data, args.model, timer)
         plan = scoring.plan(inputs, config, timer)
         log.info("path %s (%s), kernel %s, ranking by output %s", plan.path, plan.reason, plan.kernel, plan.output)
@@ -58,5 +62,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (scoring.ScoreError, ConfigError) as exc:
+    except (scoring.ScoreError, ConfigError, outputs.OutputError) as exc:
         sys.exit(f"score: {exc}")

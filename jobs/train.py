@@ -1,25 +1,26 @@
 """Train the like/dislike model on prepared MovieLens data and write it with its metrics.
 
     python jobs/train.py --data PREPARED_DIR --output MODEL_DIR \
-        [--config conf/train.yaml] [--set model=paper] [--set key=value ...]
+        [--config conf/train.yaml] [--set model=paper] [--set key=value ...] [--force]
 
 PREPARED_DIR is the output of jobs/prepare.py (its train/ and test/ are read
 through Petastorm). MODEL_DIR receives model.keras, vocab/, metrics.json,
 importance.json, run.json, figures/ and TensorBoard logs/; it is built in
 MODEL_DIR.staging and renamed into place, so a failed run leaves the previous
-model untouched. A killed run resumes from its last finished epoch, kept in
-MODEL_DIR.backup until the new model is in place.
+model untouched. MODEL_DIR is replaced only when it is missing, empty or an
+earlier training output (`--force` replaces anything but PREPARED_DIR or a
+directory holding it). A killed run resumes from its last finished epoch, kept
+in MODEL_DIR.backup until the new model is in place.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from sparkrec import training
+from sparkrec import outputs, training
 from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
 from sparkrec.dataset import DataError
 
@@ -29,7 +30,7 @@ DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "conf" / "train.yaml"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="prepared directory (output of jobs/prepare.py)")
-    parser.add_argument("--output", required=True, help="model directory to write")
+    outputs.add_arguments(parser, "model directory to write")
     add_config_arguments(parser, default_config=DEFAULT_CONFIG)
     return parser.parse_args(argv)
 
@@ -40,12 +41,12 @@ def main(argv: list[str] | None = None) -> dict:
     config = load_config(training.TrainConfig, args.config, parse_overrides(args.overrides)).resolved()
     training.configure_runtime(config)
     output = Path(args.output)
-    backup = training.backup_path(output)
-    prepared = training.extract(args.data)
-    with training.staged_directory(output) as staging:
-        trained = training.transform(prepared, config, staging, backup)
-        document = training.load(trained, prepared, staging, sys.argv if argv is None else ["jobs/train.py", *argv])
-    shutil.rmtree(backup)
+    command = sys.argv if argv is None else ["jobs/train.py", *argv]
+    with outputs.staged_output(None, args.output, "train", {"--data": args.data}, args.force,
+                               extra=(training.BACKUP_SUFFIX,)) as staging:
+        prepared = training.extract(args.data)
+        trained = training.transform(prepared, config, Path(staging), training.backup_path(output))
+        document = training.load(trained, prepared, Path(staging), command)
     print(training.summary_line(document, output, time.perf_counter() - started), flush=True)
     return document
 
@@ -53,5 +54,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (DataError, ConfigError) as exc:
+    except (DataError, ConfigError, outputs.OutputError) as exc:
         sys.exit(f"train: {exc}")

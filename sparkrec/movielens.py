@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
@@ -149,16 +150,22 @@ def read_table(spark: SparkSession, found: MovieLensInput, table: str, raw_cache
     """One input table as declared columns plus `_corrupt_record`.
 
     With `raw_cache`, the parsed CSV is kept as Parquet keyed by the file's
-    checksum, so later runs with other samples or seeds skip CSV parsing.
+    checksum, so later runs with other samples or seeds skip CSV parsing. Each
+    run writes its own staging copy and renames it in: two runs filling the
+    same entry at once both end with a complete one.
     """
     file = found.files[table]
     schema = found.schema(table)
     if raw_cache and file.sha256:
         cached = f"{raw_cache.rstrip('/')}/v{CACHE_VERSION}-{table}-{file.sha256[:32]}"
         if not storage.exists(spark, cached + "/_SUCCESS"):
-            parsed = normalize_timestamps(read_csv(spark, file.path, schema), schema)
-            parsed.write.mode("overwrite").parquet(cached + storage.STAGING_SUFFIX)
-            storage.delete(spark, cached)
-            storage.rename(spark, cached + storage.STAGING_SUFFIX, cached)
+            staging = f"{cached}.staging-{uuid.uuid4().hex}"
+            normalize_timestamps(read_csv(spark, file.path, schema), schema).write.mode("error").parquet(staging)
+            try:
+                storage.rename(spark, staging, cached)
+            except OSError:
+                if not storage.exists(spark, cached + "/_SUCCESS"):
+                    raise
+                storage.delete(spark, staging)  # another run filled the entry first
         return spark.read.parquet(cached)
     return normalize_timestamps(read_csv(spark, file.path, schema), schema)

@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -37,6 +35,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sparkrec import columns as C
+from sparkrec import outputs
 
 # --- the published ML-20M shape ---
 FULL_USERS = 138_493
@@ -913,36 +912,12 @@ def generator_record(config: Settings, cuts: StarCuts, histogram: np.ndarray, ro
     }
 
 
-def check_output(output: Path) -> None:
-    """Refuse an output that is neither missing, an empty directory, nor an earlier generated dataset."""
-    if not output.exists() or (output.is_dir() and not any(output.iterdir())):
-        return
-    if not (output / "generator.json").is_file():
-        raise FileExistsError(f"{output} exists and is not a generated dataset; not replacing it")
+def generate(output: str | os.PathLike, config: Settings, force: bool = False) -> dict:
+    """Write the dataset to `output` through the jobs' staged commit (`sparkrec.outputs`); return generator.json.
 
-
-def generate(output: str | os.PathLike, config: Settings) -> dict:
-    """Write the dataset to `output` via a staging directory swapped into place; return generator.json.
-
-    An earlier generated dataset at `output` is replaced only once the new one
-    is complete; an interrupted run leaves at most a hidden staging sibling.
+    `output` may be missing, empty or an earlier generated dataset (anything
+    else only with `force`); it is replaced once the new dataset is complete,
+    and a failed run leaves nothing behind.
     """
-    output = Path(output)
-    check_output(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # A sibling, so the renames stay on one file system and each is atomic.
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".staging", dir=output.parent))
-    try:
-        record = write_dataset(staging, config)
-        staging.chmod(0o755)
-        if output.exists():
-            previous = staging.with_suffix(".previous")
-            os.rename(output, previous)
-            os.rename(staging, output)
-            shutil.rmtree(previous)
-        else:
-            os.rename(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return record
+    with outputs.staged_output(None, os.fspath(output), "generate", force=force, keep_failed=False) as staging:
+        return write_dataset(Path(staging), config)

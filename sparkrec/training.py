@@ -2,8 +2,8 @@
 
 jobs/train.py drives three stages: `extract` (check the prepared data),
 `transform` (fit, then measure on test) and `load` (write MODEL_DIR). Outputs
-are built in MODEL_DIR.staging and renamed into place; the resumable training
-state lives in MODEL_DIR.backup until the new model is in place.
+are built in MODEL_DIR.staging and renamed into place (`sparkrec.outputs`); the
+resumable training state lives in MODEL_DIR.backup until the new model is in place.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import keras
 import matplotlib
@@ -25,13 +24,12 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from sparkrec import columns as C
-from sparkrec import metrics
+from sparkrec import metrics, outputs
 from sparkrec import model as M
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.dataset import Feed, Holdout, Prepared, copy_vocabularies, open_prepared, parquet_files
 from sparkrec.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
 from sparkrec.runinfo import get_logger, library_versions, sha256_file
-from sparkrec.storage import PREVIOUS_SUFFIX, STAGING_SUFFIX
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the headless backend)
@@ -352,12 +350,15 @@ def monitor_key(model: keras.Model, config: TrainConfig) -> tuple[str, Literal["
 
 
 def prepare_backup(backup_dir: Path, fingerprint: dict) -> None:
-    """Keep the backup only if it was made by the same settings on the same data."""
+    """Keep the backup only if it was made by the same settings on the same data.
+
+    The job's output check has made sure a backup there is the training job's own.
+    """
     path = backup_dir / "fingerprint.json"
     if backup_dir.exists() and (not path.is_file() or json.loads(path.read_text()) != fingerprint):
         log.warning("discarding %s: it was made with other settings or data", backup_dir)
         shutil.rmtree(backup_dir)
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    outputs.mark(None, str(backup_dir), "train")
     path.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
 
 
@@ -611,38 +612,7 @@ def plot_importance(importance: dict, path: Path) -> None:
     plt.close(figure)
 
 
-# ----------------------------------------------------------------- atomic output
-
-
-def recover(output: Path) -> None:
-    """Finish or undo a swap that a crash interrupted between its two renames."""
-    previous = output.with_name(output.name + PREVIOUS_SUFFIX)
-    if previous.exists():
-        if output.exists():
-            shutil.rmtree(previous)
-        else:
-            previous.rename(output)
-
-
-@contextmanager
-def staged_directory(output: Path) -> Iterator[Path]:
-    """Yield an empty staging sibling of `output`; on success swap it into `output` by rename.
-
-    On an exception `output` is untouched; the next run clears the staging directory.
-    """
-    output.parent.mkdir(parents=True, exist_ok=True)
-    recover(output)
-    staging = output.with_name(output.name + STAGING_SUFFIX)
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    yield staging
-    previous = output.with_name(output.name + PREVIOUS_SUFFIX)
-    if output.exists():
-        output.rename(previous)
-    staging.rename(output)
-    if previous.exists():
-        shutil.rmtree(previous)
+# ----------------------------------------------------------------- resumable state
 
 
 def backup_path(output: Path) -> Path:

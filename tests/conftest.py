@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,22 @@ TINY_TRAIN = [
     "--set", "shuffle_buffer_rows=40000",
     "--set", "verbose=0",
 ]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every entry under `root` (root included) by relative path: directories, links and file contents."""
+    entries = {}
+    for directory, subdirectories, files in os.walk(root):
+        for name in ["", *subdirectories, *files]:
+            path = Path(directory) / name
+            relative = str(path.relative_to(root))
+            if path.is_symlink():
+                entries[relative] = "link -> " + os.readlink(path)
+            elif path.is_dir():
+                entries[relative] = "directory"
+            else:
+                entries[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return entries
 
 
 def load_job(name: str):

@@ -232,9 +232,9 @@ def finish(processes: Processes, job: subprocess.Popen) -> str:
 
 
 def wait_for_staging(job: subprocess.Popen, output: Path) -> None:
-    """The staging directory appears when the job starts writing: the kill lands mid-job."""
-    staging = output.with_name(output.name + ".staging")
-    wait_until(staging.exists, JOB_SECONDS, f"{staging} to appear", job)
+    """The quarantine is the first table prepare writes into its staging directory: the kill lands mid-job."""
+    first_table = output.with_name(output.name + ".staging") / "quarantine"
+    wait_until(first_table.exists, JOB_SECONDS, f"{first_table} to appear", job)
 
 
 def read_sorted(path: Path, keys: list[str]) -> pd.DataFrame:

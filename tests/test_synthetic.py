@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from sparkrec import columns as C
-from sparkrec import synthetic
+from sparkrec import outputs, synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 1000
@@ -60,7 +60,7 @@ def record(dataset) -> dict:
 
 
 def test_files_and_headers(dataset):
-    assert sorted(p.name for p in dataset.iterdir()) == sorted([*FILES, "generator.json"])
+    assert sorted(p.name for p in dataset.iterdir()) == sorted([*FILES, "generator.json", outputs.MARKER])
     for name, header in HEADERS.items():
         assert (dataset / name).read_text().split("\n", 1)[0] == header
 
@@ -259,7 +259,7 @@ def test_existing_data_is_not_replaced(tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(outputs.OutputError, match=f"refusing to replace {precious}: it is not a generate output"):
         synthetic.generate(precious, synthetic.settings(1))
     assert [p.name for p in tmp_path.iterdir()] == ["precious"]
 

@@ -234,6 +234,9 @@ def extract(spark: SparkSession, data_dir: str, model_dir: str, config: Evaluate
     with timer.stage("split"):
         data = load_data(spark, data_dir, config)
         timer.count("split", len(data.labels))
+    for table, rows in (("train", len(data.train_ratings)), ("test", len(data.labels))):
+        if not rows:
+            raise EvaluateError(f"{data_dir}/{table} has no rows: nothing to evaluate")
     if not data.relevant:
         raise EvaluateError(f"no evaluated user has a liked test movie in {data_dir}: ranking metrics are undefined")
     return data, deep

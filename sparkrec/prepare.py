@@ -142,9 +142,37 @@ def quarantine(validated: Validated, source: movielens.MovieLensInput) -> DataFr
     return union
 
 
+def check_not_empty(validated: Validated, source: movielens.MovieLensInput) -> None:
+    """A required file with a header and no data rows fails before anything is written."""
+    for table in movielens.REQUIRED:
+        if not sum(validated.counts[table].values()):
+            raise movielens.InputError(f"{source.files[table].path}: no data rows, only a header")
+
+
 def check_quality(validated: Validated, source: movielens.MovieLensInput, config: PrepareConfig) -> None:
+    """Each file's rejected share within max_bad_fraction, and a valid row in every required file."""
     for table, counts in validated.counts.items():
         validation.check_bad_fraction(source.files[table].name, counts, config.max_bad_fraction)
+    for table in movielens.REQUIRED:
+        counts = validated.counts[table]
+        if not counts.get("ok"):
+            raise movielens.InputError(
+                f"{source.files[table].path}: none of its {sum(counts.values()):,} rows is valid (see quarantine/)"
+            )
+
+
+def check_splits(sampled: DataFrame, users: int, source: movielens.MovieLensInput, config: PrepareConfig) -> None:
+    """Fail before anything is written when the sample's train or test split would be empty.
+
+    Counted on the cached sample: the split reads only its keys and timestamps.
+    """
+    sizes = {bool(row[0]): row[1] for row in split(sampled, config).groupBy(sampling.IS_TEST).count().collect()}
+    for name, is_test in (("train", False), ("test", True)):
+        if not sizes.get(is_test):
+            raise movielens.InputError(
+                f"{source.files['ratings'].path}: the {name} split of the {users:,} sampled users would be empty "
+                f"(split={config.split}, test_fraction={config.test_fraction})"
+            )
 
 
 def movie_table(validated: Validated, config: PrepareConfig) -> DataFrame:
@@ -225,11 +253,15 @@ def transform(spark: SparkSession, extracted: Extracted, config: PrepareConfig, 
         for table, counts in validated.counts.items():
             timer.count(f"{table}_read", sum(counts.values()))
             timer.count(f"{table}_valid", counts.get("ok", 0))
+        check_not_empty(validated, extracted.source)
     movies = movie_table(validated, config).cache()
     interactions = enrich(validated, movies, config)
     with timer.stage("sample"):
         users, sampled = sample(spark, validated, config)
         timer.count("sampled_users", len(users))
+        # No user at all means no valid rating: load reports that once the quarantine is written.
+        if users:
+            check_splits(sampled, len(users), extracted.source, config)
         vocabularies = build_vocabularies(spark, users, sampled, movies)
     # Indexed once per catalogue movie (small, broadcast) rather than once per sampled rating.
     indexed_movies = index_movies(movies, vocabularies).cache()

@@ -874,6 +874,9 @@ def _extract(spark: SparkSession, data_dir: str, model_dir: str) -> Inputs:
     if not isinstance(vocab_sizes, dict) or "user" not in vocab_sizes:
         raise ScoreError(f"{data_dir}/manifest.json has no vocab_sizes")
     movies = spark.read.parquet(f"{data_dir}/movies")
+    catalogue = movies.orderBy(C.MOVIE_ID).toPandas()
+    if catalogue.empty:
+        raise ScoreError(f"{data_dir}/movies has no rows: there is no catalogue to rank")
     model_bytes = read_bytes(spark, model_path)
     return Inputs(
         data_dir=data_dir,
@@ -881,7 +884,7 @@ def _extract(spark: SparkSession, data_dir: str, model_dir: str) -> Inputs:
         interactions=spark.read.parquet(f"{data_dir}/interactions"),
         movies=movies,
         user_vocab=spark.read.parquet(f"{data_dir}/vocab/user"),
-        catalogue=movies.orderBy(C.MOVIE_ID).toPandas(),
+        catalogue=catalogue,
         vocab_sizes=vocab_sizes,
         vocabularies_checked=check_vocabularies(spark, model_dir, data_dir),
         model_bytes=model_bytes,
@@ -988,6 +991,12 @@ def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConf
             scored_counts = input_counts(frame, len(inputs.catalogue), config.top_k)
         else:
             frame, scored_counts = cached, counts
+    if not scored_counts["users"]:
+        cached.unpersist()
+        raise ScoreError(
+            f"no user to score in {inputs.data_dir} (users={config.users}, unknown_users={config.unknown_users}, "
+            f"{counts['users']:,} users requested)"
+        )
     counts = {
         "users_requested": counts["users"],
         "users_unknown": counts["unknown"],

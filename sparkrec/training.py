@@ -27,7 +27,7 @@ from sparkrec import columns as C
 from sparkrec import metrics, outputs
 from sparkrec import model as M
 from sparkrec.config import ConfigError, to_dict
-from sparkrec.dataset import Feed, Holdout, Prepared, copy_vocabularies, open_prepared, parquet_files
+from sparkrec.dataset import DataError, Feed, Holdout, Prepared, copy_vocabularies, open_prepared, parquet_files
 from sparkrec.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
 from sparkrec.runinfo import get_logger, library_versions, sha256_file
 
@@ -189,6 +189,12 @@ def make_feeds(prepared: Prepared, model: keras.Model, config: TrainConfig) -> F
         return Feeds(train, test, test, rows)
     rows["validation"] = holdout.count(prepared.split("train"))
     rows["train"] -= rows["validation"]
+    for side in ("train", "validation"):
+        if not rows[side]:
+            raise DataError(
+                f"{prepared.split('train')}: validation_fraction={config.validation_fraction} leaves its {side} "
+                "side empty; change validation_fraction (0 validates on test)"
+            )
     train = dataclasses.replace(train, holdout=holdout)
     validation = dataclasses.replace(test, path=prepared.split("train"), holdout=holdout, keep_holdout=True)
     return Feeds(train, validation, test, rows)

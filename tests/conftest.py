@@ -48,6 +48,16 @@ def tree_digest(root: Path) -> dict[str, str]:
     return entries
 
 
+def emptied_copy(prepared: Path, target: Path, table: str) -> Path:
+    """A copy of a prepare output whose Parquet `table` keeps its schema and has no rows."""
+    shutil.copytree(prepared, target, ignore=shutil.ignore_patterns("figures", "quarantine"))
+    schema = pq.read_table(target / table).schema
+    shutil.rmtree(target / table)
+    (target / table).mkdir()
+    pq.write_table(schema.empty_table(), target / table / "part-00000.parquet")
+    return target
+
+
 def load_job(name: str):
     """Import jobs/<name>.py as a module, so tests drive the real entry points."""
     spec = importlib.util.spec_from_file_location(f"jobs_{name}", ROOT / "jobs" / f"{name}.py")

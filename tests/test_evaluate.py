@@ -17,7 +17,7 @@ from sparkrec import columns as C
 from sparkrec.config import load_config
 from sparkrec.scoring import ScoreError
 
-from conftest import ROOT, TINY_TRAIN, load_job
+from conftest import ROOT, TINY_TRAIN, emptied_copy, load_job, tree_digest
 
 # One user's list [1, 2, 3, 4, 5] against liked movies {2, 4, 9}: hits at positions 2 and 4.
 RANKED = np.array([1, 2, 3, 4, 5])
@@ -219,6 +219,17 @@ def test_missing_model_fails_with_one_line(evaluate_job, prepared_small, tmp_pat
         evaluate_job.main(argv)
     assert "model.keras is missing" in str(failure.value) and "\n" not in str(failure.value)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("table", ["train", "test"])
+def test_an_empty_split_is_named(evaluate_job, prepared_small, small_model, tmp_path, table):
+    data = emptied_copy(prepared_small, tmp_path / "prepared", table)
+    before = tree_digest(tmp_path)
+    argv = ["--data", str(data), "--model", str(small_model), "--output", str(tmp_path / "out")]
+    with pytest.raises(evaluation.EvaluateError) as failure:
+        evaluate_job.main(argv + settings(QUICK))
+    assert str(failure.value) == f"{data}/{table} has no rows: nothing to evaluate"
+    assert tree_digest(tmp_path) == before
 
 
 @pytest.mark.parametrize(("setting", "message"), [

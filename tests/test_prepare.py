@@ -16,6 +16,8 @@ from sparkrec.config import ConfigError
 from sparkrec.movielens import InputError
 from sparkrec.validation import TooManyBadRows
 
+from conftest import tree_digest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -163,6 +165,50 @@ def test_missing_column_is_named(prepare_job, ml_small_copy, tmp_path):
     ratings.write_text("\n".join(["userId,movieId,stars,timestamp", *lines[1:]]) + "\n")
     with pytest.raises(InputError, match=r"ratings.csv: missing column\(s\) rating"):
         prepare_job.main(["--input", str(ml_small_copy), "--output", str(tmp_path / "out")])
+
+
+MOVIES_CSV = "movieId,title,genres\n1,Toy Story (1995),Animation|Children\n2,Heat (1995),Action|Crime\n"
+RATINGS_HEADER = "userId,movieId,rating,timestamp\n"
+
+
+@pytest.mark.parametrize(
+    "movies, ratings, settings, message",
+    [
+        (MOVIES_CSV, RATINGS_HEADER, [], "{input}/ratings.csv: no data rows, only a header"),
+        ("movieId,title,genres\n", RATINGS_HEADER + "1,1,4.0,1\n", [], "{input}/movies.csv: no data rows, only a header"),
+        (MOVIES_CSV, RATINGS_HEADER + "1,1,4.0,1\n2,2,3.0,2\n", ["split=temporal"],
+         "{input}/ratings.csv: the train split of the 2 sampled users would be empty (split=temporal, "
+         "test_fraction=0.1)"),
+        (MOVIES_CSV, RATINGS_HEADER + "1,1,4.0,1\n1,2,3.0,2\n", ["test_fraction=0.0001"],
+         "{input}/ratings.csv: the test split of the 1 sampled users would be empty (split=random, "
+         "test_fraction=0.0001)"),
+    ],
+    ids=["ratings-header-only", "movies-header-only", "empty-train-split", "empty-test-split"],
+)
+def test_degenerate_input_fails_before_writing_anything(prepare_job, tmp_path, movies, ratings, settings, message):
+    data = tmp_path / "ml"
+    data.mkdir()
+    (data / "movies.csv").write_text(movies)
+    (data / "ratings.csv").write_text(ratings)
+    before = tree_digest(tmp_path)
+    overrides = [item for setting in settings for item in ("--set", setting)]
+    with pytest.raises(InputError) as caught:
+        prepare_job.main(["--input", str(data), "--output", str(tmp_path / "out"), *overrides])
+    assert str(caught.value) == message.format(input=data)
+    assert tree_digest(tmp_path) == before
+
+
+def test_no_valid_rating_fails_after_writing_the_quarantine_for_inspection(prepare_job, tmp_path):
+    data = tmp_path / "ml"
+    data.mkdir()
+    (data / "movies.csv").write_text(MOVIES_CSV)
+    (data / "ratings.csv").write_text(RATINGS_HEADER + "1,7,4.0,1\n2,8,3.0,2\n")
+    output = tmp_path / "out"
+    with pytest.raises(InputError, match=rf"^{data}/ratings.csv: none of its 2 rows is valid \(see quarantine/\)$"):
+        prepare_job.main(["--input", str(data), "--output", str(output), "--set", "max_bad_fraction=1"])
+    assert not output.exists()
+    quarantine = pq.read_table(tmp_path / "out.staging" / "quarantine").to_pandas()
+    assert sorted(quarantine[C.REASON]) == ["unknown_movie", "unknown_movie"]
 
 
 def test_unknown_setting_is_rejected(prepare_job, ml_small, tmp_path):

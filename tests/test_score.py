@@ -19,7 +19,7 @@ import pytest
 
 from sparkrec import columns as C
 from sparkrec import scoring
-from conftest import load_job
+from conftest import emptied_copy, load_job, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
@@ -407,6 +407,25 @@ def test_a_file_that_is_not_a_model_is_named(score_job, prepared_small, tmp_path
 def test_fast_path_on_a_non_factorizable_model_fails(score_job, prepared_small, models, tmp_path):
     with pytest.raises(scoring.ScoreError, match=r"path=fast: the model does not factorize \(layer 'dot'"):
         run(score_job, prepared_small, models["dot"], tmp_path / "out", "path=fast")
+
+
+def test_an_empty_catalogue_is_named(score_job, prepared_small, models, tmp_path):
+    data = emptied_copy(prepared_small, tmp_path / "prepared", "movies")
+    before = tree_digest(tmp_path)
+    with pytest.raises(scoring.ScoreError) as failure:
+        run(score_job, data, models["paper"], tmp_path / "out")
+    assert str(failure.value) == f"{data}/movies has no rows: there is no catalogue to rank"
+    assert tree_digest(tmp_path) == before
+
+
+def test_no_user_to_score_is_named(score_job, prepared_small, tmp_path):
+    data = emptied_copy(prepared_small, tmp_path / "prepared", "vocab/user")
+    model_dir = save_model_dir(paper_model(vocab_sizes(data)), tmp_path / "model", vocab_from=None)
+    before = tree_digest(tmp_path)
+    with pytest.raises(scoring.ScoreError) as failure:
+        run(score_job, data, model_dir, tmp_path / "out")
+    assert str(failure.value) == f"no user to score in {data} (users=sample, unknown_users=score, 0 users requested)"
+    assert tree_digest(tmp_path) == before
 
 
 @pytest.mark.parametrize("k", ["0", "-3"])

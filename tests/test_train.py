@@ -26,7 +26,7 @@ from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_bu
 from sparkrec.config import ConfigError
 from sparkrec.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
 
-from conftest import ROOT, TINY_TRAIN, load_job
+from conftest import ROOT, TINY_TRAIN, load_job, tree_digest
 
 training.configure_runtime(training.TrainConfig(intra_op_threads=2, inter_op_threads=1))
 # pytest resets warning filters per test; dataset.py's filter for this petastorm advice does not reach here.
@@ -344,6 +344,17 @@ def test_bad_prepared_data_is_refused_with_one_line(damage, prepared_small, tmp_
     with pytest.raises(DataError) as caught:
         open_prepared(data)
     assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_empty_validation_holdout_is_named_before_training(train_job, prepared_small, tmp_path):
+    before = tree_digest(tmp_path)
+    with pytest.raises(DataError) as failure:
+        train(train_job, prepared_small, tmp_path / "model", "--set", "validation_fraction=0.000001")
+    assert str(failure.value) == (
+        f"{prepared_small}/train: validation_fraction=1e-06 leaves its validation side empty; "
+        "change validation_fraction (0 validates on test)"
+    )
+    assert tree_digest(tmp_path) == before
 
 
 def test_the_job_exits_non_zero_with_a_one_line_reason(tmp_path):

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--output", required=True, help=help_text)
     parser.add_argument(
         "--force", action="store_true",
-        help="replace OUTPUT even when it is not this job's output (never an input, a directory above one or inside one)",
+        help="replace OUTPUT even when it is not this job's output "
+             "(never an input, a directory above one or inside one)",
     )
 
 

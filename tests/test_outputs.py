@@ -74,7 +74,8 @@ def test_the_same_jobs_output_and_an_empty_directory_are_replaced(tmp_path):
 @pytest.mark.parametrize(
     "make, reason",
     [
-        (lambda p: user_files(p), r"it is not a prepare output \(no _sparkrec.json naming prepare\) and holds other files"),
+        (lambda p: user_files(p),
+         r"it is not a prepare output \(no _sparkrec.json naming prepare\) and holds other files"),
         (lambda p: commit(p, job="score"), "it is the output of the score job, not of prepare"),
         (lambda p: p.write_text("a file\n"), "it is a file, not a directory"),
     ],
@@ -338,7 +339,8 @@ def refusals(job: str):
             ("inside", "data/out", ["--force"], rf"refusing to write {{world}}/data/out: it is inside the {flag}"),
         ]
     if job in ("score", "evaluate"):
-        cases.append(("is-model", "model", ["--force"], r"refusing to write {world}/model: it is the --model directory"))
+        cases.append(
+            ("is-model", "model", ["--force"], r"refusing to write {world}/model: it is the --model directory"))
     return [(job, *case) for case in cases]
 
 

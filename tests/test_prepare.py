@@ -175,7 +175,8 @@ RATINGS_HEADER = "userId,movieId,rating,timestamp\n"
     "movies, ratings, settings, message",
     [
         (MOVIES_CSV, RATINGS_HEADER, [], "{input}/ratings.csv: no data rows, only a header"),
-        ("movieId,title,genres\n", RATINGS_HEADER + "1,1,4.0,1\n", [], "{input}/movies.csv: no data rows, only a header"),
+        ("movieId,title,genres\n", RATINGS_HEADER + "1,1,4.0,1\n", [],
+         "{input}/movies.csv: no data rows, only a header"),
         (MOVIES_CSV, RATINGS_HEADER + "1,1,4.0,1\n2,2,3.0,2\n", ["split=temporal"],
          "{input}/ratings.csv: the train split of the 2 sampled users would be empty (split=temporal, "
          "test_fraction=0.1)"),

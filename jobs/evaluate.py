@@ -1,4 +1,4 @@
-"""Evaluate the deep model against most-popular, ALS and logistic-regression baselines on the test split.
+"""Evaluate the deep model against implicit ALS, EASE, most-popular, explicit ALS and logistic regression on test.
 
     spark-submit --properties-file conf/spark/local.conf jobs/evaluate.py \
         --data data/demo/prepared --model data/demo/model --output data/demo/evaluation \
@@ -46,13 +46,16 @@ def main(argv: list[str] | None = None) -> dict:
     inputs = {"--data": args.data, "--model": args.model}
     with outputs.staged_output(spark, args.output, "evaluate", inputs, args.force) as staging:
         data, deep = evaluation.extract(spark, args.data, args.model, config, timer)
-        results = evaluation.transform(spark, data, deep, config, timer)
+        evaluated = evaluation.transform(spark, data, deep, config, timer, f"{staging}/_checkpoints")
         paths = {"data": args.data, "model": args.model, "output": args.output}
-        document = evaluation.document(spark, results, data, config, paths, timer)
+        document = evaluation.document(spark, evaluated, data, config, paths, timer)
         evaluation.load(spark, document, staging)
     for name, verdict in document["deep_minus_baseline"].items():
         log.info("deep vs %s: accuracy %+.4f, ndcg@%d %+.4f", name, verdict["accuracy"], config.k, verdict[f"ndcg@{config.k}"])
-    log.info("evaluated %s models on %s users -> %s", len(results), f"{document['split']['users_evaluated']:,}", args.output)
+    for name, reason in document["skipped"].items():
+        log.info("%s skipped: %s", name, reason)
+    users = document["split"]["users_evaluated"]
+    log.info("evaluated %s models on %s users -> %s", len(document["models"]), f"{users:,}", args.output)
     return document
 
 

@@ -1,4 +1,4 @@
-"""The baselines the deep model is compared with: most-popular, Spark MLlib ALS, logistic regression.
+"""The baselines the deep model is compared with, and what they share: the carve-out, the search, calibration.
 
 Every baseline is fitted on the train split only and answers what the
 evaluation asks of each model:
@@ -10,27 +10,31 @@ evaluation asks of each model:
   -inf, so the baselines' top-K lists come from the very selection code that
   ranks the deep model's.
 
-Hyperparameters are chosen on a validation carve-out of train; the chosen
-setting is then refitted on all of train.
+Hyperparameters are chosen on a validation carve-out of train (`search`: a
+grid, widened while the best value sits at an end of it); the chosen setting
+is then refitted on all of train. This module holds most-popular and logistic
+regression; `sparkrec.als` the two MLlib ALS baselines, `sparkrec.ease` EASE.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Iterable
+import math
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from pyspark.ml.classification import LogisticRegression, LogisticRegressionModel
-from pyspark.ml.evaluation import MulticlassClassificationEvaluator, RegressionEvaluator
+from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.feature import OneHotEncoder, OneHotEncoderModel, VectorAssembler
 from pyspark.ml.functions import vector_to_array
-from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparkrec import columns as C
-from sparkrec import sampling
+from sparkrec import ranking, sampling, scoring
+from sparkrec.runinfo import get_logger
 
 # Columns of the frames `classify` returns.
 PROBABILITY = "like_probability"
@@ -38,10 +42,12 @@ PREDICTED = "like_predicted"
 
 _PREDICTION = "prediction"  # Spark ML's output column of ALS and LogisticRegression
 _FEATURES = "features"
-_RATING_HAT = "rating_hat"
+# Users whose catalogue scores are held at once when scoring pairs.
+PAIR_BLOCK_USERS = 256
+log = get_logger("baselines")
 
 
-# --- shared helpers -----------------------------------------------------------
+# --- the carve-out ------------------------------------------------------------
 
 
 def carve_validation(train: DataFrame, fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
@@ -55,24 +61,166 @@ def carve_validation(train: DataFrame, fraction: float, seed: int) -> tuple[Data
     return train.filter(draw >= fraction), train.filter(draw < fraction)
 
 
+@dataclass
+class RankingCarveOut:
+    """The carve-out as the ranking baselines are tuned on it: the evaluate job's protocol inside train.
+
+    Each user with a liked carve-out movie ranks every catalogue movie not in
+    their fit part; relevant = their liked carve-out movies.
+    """
+
+    fit: DataFrame  # train without the carve-out (cached)
+    validation: pd.DataFrame  # userId, movieId, user_idx, like of the carve-out
+    users: pd.DataFrame  # userId, user_idx, watched (fit-part movieIds) of the users with a liked carve-out movie
+    relevant: dict[int, set]
+    k: int
+    block: int
+
+    def ndcg(self, scorer) -> float:
+        lists = scoring.top_k_lists(scorer, self.users, self.k, self.block)
+        return ranking.mean_ranking_metrics(lists, self.relevant, self.k)[f"ndcg@{self.k}"]
+
+    @property
+    def measure(self) -> str:
+        return f"ndcg@{self.k}"
+
+
+# --- the search ---------------------------------------------------------------
+
+
 def grid_of(**options: list) -> list[dict]:
     """Every combination of the option lists, e.g. grid_of(rank=[10, 30], reg_param=[0.1])."""
     names = list(options)
     return [dict(zip(names, values)) for values in itertools.product(*options.values())]
 
 
-def tune(
-    grid: Iterable[dict], fit: Callable[[dict], object], loss: Callable[[object], float],
-) -> tuple[dict, object, list[dict]]:
-    """Fit every setting; return the one with the lowest validation loss, its model, and the whole table."""
-    table, best = [], None
-    for setting in grid:
+def _beyond(edge, neighbour):
+    """The next value past `edge` on the geometric step from `neighbour`; None where there is none
+    (0, or 1 on an integer axis, is as far down as a setting goes)."""
+    if edge <= 0 or neighbour <= 0:
+        return None
+    value = edge * edge / neighbour
+    if isinstance(edge, int) and isinstance(neighbour, int):
+        value = max(1, round(value))
+    else:
+        value = float(f"{value:.6g}")  # 0.001, not 0.0009999999999999998
+    return None if value == edge else value
+
+
+@dataclass
+class Tuned:
+    """The outcome of `search`: the chosen setting, its model on the fit part, and every setting tried."""
+
+    setting: dict
+    model: object
+    grid: list[dict]  # each setting tried with its "validation" value, in the order tried
+    measure: str  # what "validation" is
+    widened: dict[str, list] = field(default_factory=dict)  # values tried beyond the configured ones
+    at_edge: list[str] = field(default_factory=list)  # axes still chosen at an end of what was tried
+
+    def details(self) -> dict:
+        return {"chosen": self.setting, "grid": self.grid, "validation": self.measure,
+                "widened": self.widened, "at_edge": self.at_edge}
+
+
+def search(
+    name: str, axes: dict[str, list], fit: Callable[[dict], object], measure: Callable[[object], float],
+    measure_name: str, maximize: bool, widen: int, limits: dict[str, float] | None = None,
+) -> Tuned:
+    """Fit every combination of the axes' values and keep the best by the validation measure.
+
+    While the best value of an axis is an end of the values tried on it, one
+    value further along the axis (the geometric step of its two outermost
+    values) is tried at the best values of the others, up to `widen` more
+    fits in all; `limits` caps how far an axis may grow (a compute bound, as
+    ALS's cost grows with the cube of its rank). An axis still at an end
+    afterwards is named in `at_edge`.
+    """
+    limits = limits or {}
+    sign = 1.0 if maximize else -1.0
+    tried = {axis: list(values) for axis, values in axes.items()}
+    grid, best = [], None
+
+    def run(setting: dict) -> None:
+        nonlocal best
         model = fit(setting)
-        value = float(loss(model))
-        table.append({**setting, "validation_loss": value})
-        if best is None or value < best[2]:
+        value = float(measure(model))
+        grid.append({**setting, "validation": value})
+        log.info("%s %s: validation %s %.4f", name, setting, measure_name, value)
+        if best is None or sign * value > sign * best[2]:
             best = (setting, model, value)
-    return best[0], best[1], table
+
+    for setting in grid_of(**axes):
+        run(setting)
+    widened: dict[str, list] = {}
+
+    def edges() -> list[tuple[str, object]]:
+        """(axis, next value or None past `limits`) for each axis whose best value is an end of those tried."""
+        found = []
+        for axis, values in tried.items():
+            ordered = sorted(values)
+            chosen = best[0][axis]
+            if len(ordered) < 2 or chosen not in (ordered[0], ordered[-1]):
+                continue
+            value = _beyond(chosen, ordered[1] if chosen == ordered[0] else ordered[-2])
+            if value is not None:
+                found.append((axis, None if value > limits.get(axis, math.inf) else value))
+        return found
+
+    while widen > 0:
+        steps = [(axis, value) for axis, value in edges() if value is not None]
+        if not steps:
+            break
+        for axis, value in steps[:widen]:
+            log.info("%s: %s=%s is at the end of %s: trying %s", name, axis, best[0][axis], sorted(tried[axis]), value)
+            tried[axis].append(value)
+            widened.setdefault(axis, []).append(value)
+            run({**best[0], axis: value})
+        widen -= len(steps[:widen])
+    at_edge = [axis for axis, _ in edges()]
+    if at_edge:
+        log.warning("%s: %s still at the end of the values tried; widen the grid", name, ", ".join(at_edge))
+    return Tuned(best[0], best[1], grid, measure_name, widened, at_edge)
+
+
+# --- calibration ----------------------------------------------------------------
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """P(like) = sigmoid(intercept + slope x score): Platt's logistic calibration of a model's score."""
+
+    slope: float
+    intercept: float
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, likes: np.ndarray, iterations: int = 100) -> Calibration:
+        """Maximum likelihood by Newton's method on the standardized score (a 1e-6 ridge keeps it finite
+        on separable data)."""
+        x = np.asarray(scores, dtype=np.float64)
+        y = np.asarray(likes, dtype=np.float64)
+        mean, scale = float(x.mean()), float(x.std()) or 1.0
+        z = np.column_stack([np.ones_like(x), (x - mean) / scale])
+        w = np.zeros(2)
+        for _ in range(iterations):
+            p = _sigmoid(z @ w)
+            gradient = z.T @ (p - y) + 1e-6 * len(y) * np.array([0.0, w[1]])
+            hessian = (z * (p * (1 - p))[:, None]).T @ z + 1e-6 * len(y) * np.diag([0.0, 1.0])
+            step = np.linalg.solve(hessian + 1e-12 * np.eye(2), gradient)
+            w -= step
+            if np.abs(step).max() < 1e-10:
+                break
+        return cls(slope=float(w[1] / scale), intercept=float(w[0] - w[1] * mean / scale))
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.intercept + self.slope * np.asarray(scores, dtype=np.float64))
+
+
+# --- the shared interface -----------------------------------------------------
 
 
 def classified(frame: DataFrame, probability: Column, predicted: Column) -> pd.DataFrame:
@@ -113,11 +261,46 @@ class Baseline:
         keys[watched_rows, watched_cols] = -np.inf
         return keys
 
+    def pair_scores(self, user_idx: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
+        """The score of each (user, movie) pair, read from the users' catalogue scores a block of users at a time."""
+        columns = np.searchsorted(self.movie_ids, movie_ids)
+        users, inverse = np.unique(user_idx, return_inverse=True)
+        result = np.empty(len(user_idx), dtype=np.float64)
+        for start in range(0, len(users), PAIR_BLOCK_USERS):
+            block = users[start : start + PAIR_BLOCK_USERS]
+            rows = np.flatnonzero((inverse >= start) & (inverse < start + len(block)))
+            result[rows] = np.asarray(self.scores(block))[inverse[rows] - start, columns[rows]]
+        return result
+
     def scorer(self) -> Baseline:
         return self
 
     def details(self) -> dict:
         return {}
+
+
+class Calibrated(Baseline):
+    """A ranking model that classifies likes by the logistic calibration of its pair scores."""
+
+    calibration: Calibration
+
+    def classify(self, rows: DataFrame) -> pd.DataFrame:
+        frame = rows.select(C.USER_ID, C.MOVIE_ID, C.USER_IDX).toPandas()
+        scores = self.pair_scores(frame[C.USER_IDX].to_numpy(), frame[C.MOVIE_ID].to_numpy())
+        probability = self.calibration.probability(scores)
+        return pd.DataFrame({
+            C.USER_ID: frame[C.USER_ID],
+            C.MOVIE_ID: frame[C.MOVIE_ID],
+            PROBABILITY: probability,
+            PREDICTED: (probability >= 0.5).astype(int),
+        })
+
+
+def calibrate(model: Baseline, carve_out: RankingCarveOut) -> Calibration:
+    """The calibration of a model fitted on the fit part, on the carve-out's rated pairs."""
+    validation = carve_out.validation
+    scores = model.pair_scores(validation[C.USER_IDX].to_numpy(), validation[C.MOVIE_ID].to_numpy())
+    return Calibration.fit(scores, validation[C.LIKE].to_numpy())
 
 
 # --- most popular -------------------------------------------------------------
@@ -161,127 +344,6 @@ def fit_popular(train: DataFrame, catalogue: pd.DataFrame, prior: float) -> Popu
     )
 
 
-# --- ALS ----------------------------------------------------------------------
-
-
-class Als(Baseline):
-    """Explicit-rating matrix factorisation over the dense user and movie indices.
-
-    A predicted rating at or above the like threshold is a like. P(like) is
-    the predicted rating through a logistic (Platt) calibration fitted on the
-    validation carve-out, so that AUC and log loss are defined. A pair ALS
-    cannot score (a movie absent from train) falls back to the user's mean
-    train rating.
-    """
-
-    name = "als"
-
-    def __init__(self, movie_ids: np.ndarray, model: ALSModel, calibration: LogisticRegressionModel,
-                 user_means: DataFrame, global_mean: float, like_threshold: float,
-                 user_factors: np.ndarray, item_factors: np.ndarray, setting: dict, grid: list[dict]):
-        super().__init__(movie_ids)
-        self.model = model
-        self.calibration = calibration
-        self.user_means = user_means  # user_idx, user_mean
-        self.global_mean = global_mean
-        self.like_threshold = like_threshold
-        self.user_factors = user_factors  # by user_idx
-        self.item_factors = item_factors  # by catalogue row
-        self.setting = setting
-        self.grid = grid
-
-    def predicted_rating(self, rows: DataFrame) -> DataFrame:
-        scored = self.model.transform(rows)
-        with_mean = scored.join(F.broadcast(self.user_means), C.USER_IDX, "left")
-        fallback = F.coalesce(F.col("user_mean"), F.lit(self.global_mean))
-        return with_mean.withColumn(_PREDICTION, F.when(F.isnan(_PREDICTION), fallback).otherwise(F.col(_PREDICTION)))
-
-    def classify(self, rows: DataFrame) -> pd.DataFrame:
-        calibrated = self.calibration.transform(_rating_feature(self.predicted_rating(rows)))
-        return classified(calibrated, positive_probability(), F.col(_RATING_HAT) >= self.like_threshold)
-
-    def scores(self, user_idx: np.ndarray) -> np.ndarray:
-        return self.user_factors[user_idx] @ self.item_factors.T
-
-    def details(self) -> dict:
-        return {"chosen": self.setting, "grid": self.grid, "validation_loss": "rmse"}
-
-
-def _factor_table(factors: DataFrame, size: int) -> np.ndarray:
-    """ALS factors as a dense table indexed by vocabulary index; NaN rows for indices ALS never saw
-    (index 0, unknown, among them: no train row carries it)."""
-    frame = factors.toPandas()
-    table = np.full((size, len(frame["features"].iloc[0])), np.nan)
-    table[frame["id"].to_numpy()] = np.stack(frame["features"].to_numpy())
-    return table
-
-
-def _rating_feature(scored: DataFrame) -> DataFrame:
-    """ALS's predicted rating as the one-feature vector of the calibration, renamed so the
-    calibration's own `prediction` output does not collide with it."""
-    renamed = scored.withColumnRenamed(_PREDICTION, _RATING_HAT)
-    return VectorAssembler(inputCols=[_RATING_HAT], outputCol=_FEATURES).transform(renamed)
-
-
-def _als(setting: dict, max_iter: int, seed: int, blocks: int) -> ALS:
-    return ALS(
-        rank=setting["rank"],
-        regParam=setting["reg_param"],
-        maxIter=max_iter,
-        seed=seed,
-        numUserBlocks=blocks,
-        numItemBlocks=blocks,
-        userCol=C.USER_IDX,
-        itemCol=C.MOVIE_IDX,
-        ratingCol=C.RATING,
-        coldStartStrategy="nan",
-    )
-
-
-def _rmse(model: ALSModel, validation: DataFrame) -> float:
-    predictions = model.transform(validation).filter(~F.isnan(_PREDICTION))
-    return RegressionEvaluator(metricName="rmse", labelCol=C.RATING, predictionCol=_PREDICTION).evaluate(predictions)
-
-
-def _calibrate(model: ALSModel, validation: DataFrame) -> LogisticRegressionModel:
-    rated = model.transform(validation).filter(~F.isnan(_PREDICTION))
-    return LogisticRegression(labelCol=C.LIKE, featuresCol=_FEATURES, regParam=0.0).fit(_rating_feature(rated))
-
-
-def fit_als(
-    train: DataFrame, catalogue: pd.DataFrame, vocab_sizes: dict[str, int], ranks: list[int],
-    reg_params: list[float], max_iter: int, validation_fraction: float, seed: int, like_threshold: float,
-    blocks: int,
-) -> Als:
-    """Grid-search rank x regParam by validation RMSE, calibrate on validation, refit on all of train.
-
-    `blocks` partitions users and items; a block per core avoids the
-    scheduling cost of Spark's default of ten on a small machine.
-    """
-    fit_part, validation = carve_validation(train, validation_fraction, seed)
-    fit_part, validation = fit_part.cache(), validation.cache()
-    setting, tuned, table = tune(
-        grid_of(rank=ranks, reg_param=reg_params),
-        lambda s: _als(s, max_iter, seed, blocks).fit(fit_part),
-        lambda m: _rmse(m, validation),
-    )
-    calibration = _calibrate(tuned, validation)
-    model = _als(setting, max_iter, seed, blocks).fit(train)
-    item_factors = _factor_table(model.itemFactors, vocab_sizes["movie"])
-    return Als(
-        movie_ids=catalogue[C.MOVIE_ID].to_numpy(),
-        model=model,
-        calibration=calibration,
-        user_means=train.groupBy(C.USER_IDX).agg(F.avg(C.RATING).alias("user_mean")).cache(),
-        global_mean=float(train.agg(F.avg(C.RATING)).first()[0]),
-        like_threshold=like_threshold,
-        user_factors=_factor_table(model.userFactors, vocab_sizes["user"]),
-        item_factors=item_factors[catalogue[C.MOVIE_IDX].to_numpy()],
-        setting=setting,
-        grid=table,
-    )
-
-
 # --- logistic regression ("standard machine learning") ------------------------
 
 # One-hot blocks of the feature vector, in order; the 20 genre flags follow.
@@ -298,13 +360,12 @@ class Logistic(Baseline):
     name = "logistic"
 
     def __init__(self, movie_ids: np.ndarray, encoder: OneHotEncoderModel, model: LogisticRegressionModel,
-                 terms: tuple[np.ndarray, np.ndarray], setting: dict, grid: list[dict]):
+                 terms: tuple[np.ndarray, np.ndarray], tuned: Tuned):
         super().__init__(movie_ids)
         self.encoder = encoder
         self.model = model
         self.user_terms, self.movie_terms = terms  # by user_idx; by catalogue row, intercept included
-        self.setting = setting
-        self.grid = grid
+        self.tuned = tuned
 
     def classify(self, rows: DataFrame) -> pd.DataFrame:
         scored = self.model.transform(_features(self.encoder, rows))
@@ -314,7 +375,7 @@ class Logistic(Baseline):
         return self.user_terms[user_idx][:, None] + self.movie_terms[None, :]
 
     def details(self) -> dict:
-        return {"chosen": self.setting, "grid": self.grid, "validation_loss": "log loss"}
+        return self.tuned.details()
 
 
 def _encoder(spark: SparkSession, vocab_sizes: dict[str, int]) -> OneHotEncoderModel:
@@ -372,17 +433,17 @@ def _split_terms(
 
 def fit_logistic(
     spark: SparkSession, train: DataFrame, catalogue: pd.DataFrame, vocab_sizes: dict[str, int],
-    reg_params: list[float], max_iter: int, validation_fraction: float, seed: int,
+    reg_params: list[float], max_iter: int, validation_fraction: float, seed: int, widen: int,
 ) -> Logistic:
     """Choose regParam by validation log loss, then refit on all of train."""
     encoder = _encoder(spark, vocab_sizes)
     featured = _features(encoder, train).select(_FEATURES, C.LIKE, C.USER_ID, C.MOVIE_ID, C.TIMESTAMP).cache()
     fit_part, validation = carve_validation(featured, validation_fraction, seed)
-    setting, _, table = tune(
-        grid_of(reg_param=reg_params),
+    tuned = search(
+        "logistic", {"reg_param": reg_params},
         lambda s: _logistic(s, max_iter).fit(fit_part),
-        lambda m: _log_loss(m, validation),
+        lambda m: _log_loss(m, validation), "log loss", maximize=False, widen=widen,
     )
-    model = _logistic(setting, max_iter).fit(featured)
+    model = _logistic(tuned.setting, max_iter).fit(featured)
     terms = _split_terms(model, vocab_sizes, catalogue)
-    return Logistic(catalogue[C.MOVIE_ID].to_numpy(), encoder, model, terms, setting, table)
+    return Logistic(catalogue[C.MOVIE_ID].to_numpy(), encoder, model, terms, tuned)

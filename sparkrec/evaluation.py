@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import matplotlib
 import numpy as np
@@ -31,7 +32,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkrec import baselines, metrics, ranking, sampling, scoring, session, storage
+from sparkrec import als, baselines, ease, metrics, ranking, sampling, scoring, session, storage
 from sparkrec import columns as C
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.runinfo import StageTimer, library_versions
@@ -40,7 +41,9 @@ matplotlib.use("Agg")  # headless: drivers on clusters have no display
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the backend)
 
 DEEP = "deep"
-BASELINES = ("popular", "als", "logistic")
+# Strongest first: the two top-N baselines, then popularity, the rating regressor and the paper's "standard ML".
+BASELINES = ("als_implicit", "ease", "popular", "als", "logistic")
+RANKING_TUNED = ("als_implicit", "ease")
 PREPARED_TABLES = ("train", "test")
 THRESHOLDED = ("accuracy", "precision", "recall", "f1")
 LISTED_POPULARITY = "train_ratings_per_listed_movie"
@@ -66,8 +69,18 @@ class EvaluateConfig:
     als_reg_params: list[float] = field(default_factory=lambda: [0.05, 0.1])
     als_max_iter: int = 10
     als_blocks: int = 0
+    als_max_rank: int = 256
+    als_implicit_ranks: list[int] = field(default_factory=lambda: [32, 64, 128])
+    als_implicit_reg_params: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    als_implicit_alphas: list[float] = field(default_factory=lambda: [0.0, 1.0, 10.0, 40.0])
+    als_implicit_search_iter: int = 10
+    als_implicit_max_iter: int = 30
+    als_implicit_signal: Literal["binary", "rating", "like"] = "like"
+    ease_lambdas: list[float] = field(default_factory=lambda: [10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0])
+    ease_max_items: int = 30000
     logistic_reg_params: list[float] = field(default_factory=lambda: [1e-5, 1e-4])
     logistic_max_iter: int = 100
+    widen_steps: int = 4
     block_users: int = 64
     predict_batch_size: int = 8192
 
@@ -82,11 +95,14 @@ class EvaluateConfig:
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"validation_fraction: expected a value in (0, 1), got {self.validation_fraction}")
         grids = {"als_ranks": self.als_ranks, "als_reg_params": self.als_reg_params,
+                 "als_implicit_ranks": self.als_implicit_ranks, "als_implicit_reg_params": self.als_implicit_reg_params,
+                 "als_implicit_alphas": self.als_implicit_alphas, "ease_lambdas": self.ease_lambdas,
                  "logistic_reg_params": self.logistic_reg_params}
         for name, values in grids.items():
-            if not values or min(values) < 0 or (name == "als_ranks" and min(values) < 1):
+            if not values or min(values) < 0 or (name.endswith("_ranks") and min(values) < 1):
                 raise ConfigError(f"{name}: expected a non-empty list of non-negative values, got {values}")
-        positive = ("als_max_iter", "logistic_max_iter", "block_users", "predict_batch_size")
+        positive = ("als_max_iter", "als_max_rank", "als_implicit_search_iter", "als_implicit_max_iter",
+                    "ease_max_items", "logistic_max_iter", "block_users", "predict_batch_size")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
@@ -94,6 +110,8 @@ class EvaluateConfig:
             raise ConfigError(f"als_blocks: expected 0 (one per core) or a positive integer, got {self.als_blocks}")
         if self.popular_prior < 0:
             raise ConfigError(f"popular_prior: expected a non-negative number, got {self.popular_prior}")
+        if self.widen_steps < 0:
+            raise ConfigError(f"widen_steps: expected 0 (the grids as given) or more, got {self.widen_steps}")
 
     @property
     def user_count(self) -> int | None:
@@ -110,6 +128,8 @@ class EvalData:
     train: DataFrame  # every train row: the baselines learn from all of train
     test: DataFrame  # the evaluated users' test rows
     catalogue: pd.DataFrame  # movies/, sorted by movieId: the candidate movies
+    movies: DataFrame  # movies/ in Spark
+    user_vocab: DataFrame  # vocab/user
     users: pd.DataFrame  # evaluated users: userId, user_idx, watched (their train movieIds)
     labels: pd.DataFrame  # userId, movieId, like of `test`
     relevant: dict[int, set]  # userId -> liked test movieIds
@@ -213,12 +233,15 @@ def load_data(spark: SparkSession, data_dir: str, config: EvaluateConfig) -> Eva
     chosen = F.broadcast(evaluated_users(spark, test, config))
     test = test.join(chosen, C.USER_ID, "left_semi").cache()
     movies = spark.read.parquet(f"{data_dir}/movies")
+    user_vocab = spark.read.parquet(f"{data_dir}/vocab/user")
     labels = test.select(C.USER_ID, C.MOVIE_ID, C.LIKE).toPandas()
     return EvalData(
         train=train,
         test=test,
         catalogue=movies.orderBy(C.MOVIE_ID).toPandas(),
-        users=user_table(train, movies, spark.read.parquet(f"{data_dir}/vocab/user"), chosen),
+        movies=movies,
+        user_vocab=user_vocab,
+        users=user_table(train, movies, user_vocab, chosen),
         labels=labels,
         relevant=relevant_sets(labels),
         train_ratings=rating_counts(train),
@@ -245,19 +268,42 @@ def extract(spark: SparkSession, data_dir: str, model_dir: str, config: Evaluate
 # --- transform -------------------------------------------------------------
 
 
-def fit_baseline(spark: SparkSession, name: str, data: EvalData, config: EvaluateConfig) -> baselines.Baseline:
-    """The named baseline, fitted on all of train with the settings of `config`."""
+def ranking_carve_out(data: EvalData, config: EvaluateConfig) -> baselines.RankingCarveOut:
+    """The validation carve-out of train, laid out as the evaluation ranks: for the ranking baselines' search."""
+    fit_part, validation = baselines.carve_validation(data.train, config.validation_fraction, config.seed)
+    fit_part = fit_part.cache()
+    labels = validation.select(C.USER_ID, C.MOVIE_ID, C.USER_IDX, C.LIKE).toPandas()
+    with_liked = validation.filter(F.col(C.LIKE) == 1).select(C.USER_ID).distinct()
+    users = user_table(fit_part, data.movies, data.user_vocab, with_liked)
+    return baselines.RankingCarveOut(fit_part, labels, users, relevant_sets(labels), config.k, config.block_users)
+
+
+def fit_baseline(spark: SparkSession, name: str, data: EvalData, config: EvaluateConfig,
+                 carve_out: baselines.RankingCarveOut | None) -> baselines.Baseline | str:
+    """The named baseline, fitted on all of train with the settings of `config`; or why it was skipped."""
+    blocks = config.als_blocks or spark.sparkContext.defaultParallelism
     if name == "popular":
         return baselines.fit_popular(data.train, data.catalogue, config.popular_prior)
     if name == "als":
-        return baselines.fit_als(
-            data.train, data.catalogue, data.vocab_sizes, config.als_ranks, config.als_reg_params,
-            config.als_max_iter, config.validation_fraction, config.seed, data.like_threshold,
-            config.als_blocks or spark.sparkContext.defaultParallelism,
+        axes = {"rank": config.als_ranks, "reg_param": config.als_reg_params}
+        return als.fit_als(
+            data.train, data.catalogue, data.vocab_sizes, axes, config.als_max_iter, config.validation_fraction,
+            config.seed, data.like_threshold, blocks, config.widen_steps, config.als_max_rank,
         )
+    if name == "als_implicit":
+        axes = {"rank": config.als_implicit_ranks, "reg_param": config.als_implicit_reg_params,
+                "alpha": config.als_implicit_alphas}
+        return als.fit_als_implicit(
+            data.train, data.catalogue, data.vocab_sizes, carve_out, axes,
+            (config.als_implicit_search_iter, config.als_implicit_max_iter), config.seed, blocks,
+            config.als_implicit_signal, config.widen_steps, config.als_max_rank,
+        )
+    if name == "ease":
+        return ease.fit_ease(data.train, data.catalogue, data.vocab_sizes, carve_out, config.ease_lambdas,
+                             config.ease_max_items, config.widen_steps)
     return baselines.fit_logistic(
         spark, data.train, data.catalogue, data.vocab_sizes, config.logistic_reg_params,
-        config.logistic_max_iter, config.validation_fraction, config.seed,
+        config.logistic_max_iter, config.validation_fraction, config.seed, config.widen_steps,
     )
 
 
@@ -279,12 +325,6 @@ def classification(labels: pd.DataFrame, predictions: pd.DataFrame) -> dict[str,
     return report
 
 
-def top_k_lists(scorer, users: pd.DataFrame, k: int, block: int) -> dict[int, np.ndarray]:
-    """userId -> the movieIds of the user's top-k, best first."""
-    recommended = scoring.recommend_batch(scorer, users, k, block)
-    return {int(user): group[C.MOVIE_ID].to_numpy() for user, group in recommended.groupby(C.USER_ID, sort=False)}
-
-
 def ranking_quality(lists: dict[int, np.ndarray], data: EvalData, k: int) -> dict[str, float]:
     """The @k metrics of one model's lists, its catalogue coverage and how mainstream its lists are."""
     quality = ranking.mean_ranking_metrics(lists, data.relevant, k)
@@ -298,7 +338,7 @@ def measure(model, data: EvalData, config: EvaluateConfig, timer: StageTimer) ->
     with timer.stage(f"{model.name}_classify"):
         classified = classification(data.labels, model.classify(data.test))
     with timer.stage(f"{model.name}_rank"):
-        lists = top_k_lists(model.scorer(), data.users, config.k, config.block_users)
+        lists = scoring.top_k_lists(model.scorer(), data.users, config.k, config.block_users)
         ranked = ranking_quality(lists, data, config.k)
     return {"classification": classified, "ranking": ranked, "details": model.details()}
 
@@ -318,26 +358,51 @@ def split_summary(data: EvalData) -> dict:
     }
 
 
-def transform(spark: SparkSession, data: EvalData, deep: Deep, config: EvaluateConfig,
-              timer: StageTimer) -> dict[str, dict]:
-    """Every model's metrics, ours first; each baseline is fitted on train just before it is measured."""
-    results = {DEEP: measure(deep, data, config, timer)}
-    for name in config.baselines:
-        with timer.stage(f"{name}_fit"):
-            model = fit_baseline(spark, name, data, config)
-        results[name] = measure(model, data, config, timer)
-    return results
+@dataclass
+class Evaluated:
+    """What `transform` hands to `document`."""
+
+    models: dict[str, dict]  # name -> classification, ranking, details; ours first
+    skipped: dict[str, str]  # baseline -> why it was not fitted
+
+
+def transform(spark: SparkSession, data: EvalData, deep: Deep, config: EvaluateConfig, timer: StageTimer,
+              checkpoint_dir: str) -> Evaluated:
+    """Every model's metrics, ours first; each baseline is fitted on train just before it is measured.
+
+    ALS checkpoints into `checkpoint_dir` (on the output's filesystem, so that
+    every executor reaches it), removed once the baselines are fitted.
+    """
+    models, skipped = {DEEP: measure(deep, data, config, timer)}, {}
+    carve_out = None
+    if set(config.baselines) & set(RANKING_TUNED):
+        with timer.stage("carve_out"):
+            carve_out = ranking_carve_out(data, config)
+            timer.count("carve_out", len(carve_out.validation))
+    with als.checkpoints(spark, checkpoint_dir):
+        for name in config.baselines:
+            with timer.stage(f"{name}_fit"):
+                model = fit_baseline(spark, name, data, config, carve_out)
+            if isinstance(model, str):
+                skipped[name] = model
+                continue
+            models[name] = measure(model, data, config, timer)
+    return Evaluated(models, skipped)
+
+
+def targets(k: int) -> tuple[tuple[str, str, str], ...]:
+    """(group, metric, label) of the two measures every model is compared on."""
+    return ("classification", "accuracy", "accuracy"), ("ranking", f"ndcg@{k}", f"NDCG@{k}")
 
 
 def comparison(results: dict[str, dict], k: int) -> dict[str, dict]:
     """Deep minus each baseline on the two target metrics, and whether deep is ahead on both."""
-    targets = (("classification", "accuracy"), ("ranking", f"ndcg@{k}"))
     deep = results[DEEP]
     verdicts = {}
     for name, result in results.items():
         if name == DEEP:
             continue
-        margins = {metric: deep[group][metric] - result[group][metric] for group, metric in targets}
+        margins = {metric: deep[group][metric] - result[group][metric] for group, metric, _ in targets(k)}
         verdicts[name] = {**margins, "deep_better_on_both": all(m > 0 for m in margins.values())}
     return verdicts
 
@@ -349,7 +414,7 @@ METRICS = "metrics.json"
 CHART = "comparison.png"
 
 
-def document(spark: SparkSession, results: dict, data: EvalData, config: EvaluateConfig,
+def document(spark: SparkSession, evaluated: Evaluated, data: EvalData, config: EvaluateConfig,
              paths: dict[str, str], timer: StageTimer) -> dict:
     """metrics.json: every number, the resolved settings, the inputs and the versions."""
     return {
@@ -358,8 +423,9 @@ def document(spark: SparkSession, results: dict, data: EvalData, config: Evaluat
         **paths,
         "k": config.k,
         "split": split_summary(data),
-        "models": results,
-        "deep_minus_baseline": comparison(results, config.k),
+        "models": evaluated.models,
+        "skipped": evaluated.skipped,
+        "deep_minus_baseline": comparison(evaluated.models, config.k),
         "config": to_dict(config),
         "prepare_config": data.manifest.get("config"),
         "seed": config.seed,
@@ -396,13 +462,26 @@ def _popularity_line(results: dict, k: int) -> str:
     return ", ".join(f"{name} {result['ranking'][f'{LISTED_POPULARITY}@{k}']:.1f}" for name, result in results.items())
 
 
-def _verdict_lines(verdicts: dict, k: int) -> list[str]:
-    lines = []
-    for name, v in verdicts.items():
-        parts = []
-        for metric, label in (("accuracy", "accuracy"), (f"ndcg@{k}", f"NDCG@{k}")):
-            margin = v[metric]
-            parts.append(f"{label} {margin:+.4f} ({'ahead' if margin > 0 else 'behind'})")
+def _margin(verdict: dict, baseline: dict, group: str, metric: str, label: str) -> str:
+    margin, theirs = verdict[metric], baseline[group][metric]
+    relative = f", {margin / theirs:+.0%}" if theirs else ""
+    return f"{label} {margin:+.4f}{relative}"
+
+
+def _verdict_lines(verdicts: dict, results: dict, k: int) -> list[str]:
+    """A plain sentence of which baselines `deep` is behind and by how much, then every margin."""
+    behind = []
+    for name, verdict in verdicts.items():
+        lost = [_margin(verdict, results[name], *target) for target in targets(k) if verdict[target[1]] <= 0]
+        if lost:
+            behind.append(f"{name} ({'; '.join(lost)})")
+    if behind:
+        lines = [f"**`deep` is behind** {', '.join(behind)}.", ""]
+    else:
+        lines = [f"`deep` is ahead of every baseline on accuracy and NDCG@{k}.", ""]
+    for name, verdict in verdicts.items():
+        parts = [f"{_margin(verdict, results[name], *target)} ({'ahead' if verdict[target[1]] > 0 else 'behind'})"
+                 for target in targets(k)]
         lines.append(f"- vs {name}: " + ", ".join(parts))
     return lines
 
@@ -410,14 +489,18 @@ def _verdict_lines(verdicts: dict, k: int) -> list[str]:
 def _grid_lines(results: dict) -> list[str]:
     lines = []
     for name, result in results.items():
-        grid = result["details"].get("grid")
-        if grid:
-            loss = result["details"]["validation_loss"]
-            settings = "; ".join(
-                ", ".join(f"{key}={value}" for key, value in row.items() if key != "validation_loss")
-                + f": {loss} {row['validation_loss']:.4f}" for row in grid
-            )
-            lines.append(f"- {name}: chosen {result['details']['chosen']} from {settings}")
+        details = result["details"]
+        if not details.get("grid"):
+            continue
+        tried = "; ".join(
+            ", ".join(f"{key}={value}" for key, value in row.items() if key != "validation")
+            + f": {row['validation']:.4f}" for row in details["grid"]
+        )
+        notes = [f"widened to {details['widened']}"] if details["widened"] else []
+        if details["at_edge"]:
+            notes.append(f"**still at the end of the values tried: {', '.join(details['at_edge'])}**")
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        lines.append(f"- {name}: chosen {details['chosen']} by validation {details['validation']}{extra}, from {tried}")
     return lines
 
 
@@ -447,11 +530,12 @@ def report(doc: dict) -> str:
         "",
         "## Deep model minus each baseline",
         "",
-        *_verdict_lines(doc["deep_minus_baseline"], k),
+        *_verdict_lines(doc["deep_minus_baseline"], results, k),
         "",
         "## Baseline settings (validation carve-out of train)",
         "",
         *_grid_lines(results),
+        *[f"- {name}: **skipped**, {reason}" for name, reason in doc["skipped"].items()],
         "",
     ]
     return "\n".join(lines)

@@ -392,6 +392,12 @@ def recommend_batch(scorer, users: pd.DataFrame, k: int, block: int) -> pd.DataF
     )
 
 
+def top_k_lists(scorer, users: pd.DataFrame, k: int, block: int) -> dict[int, np.ndarray]:
+    """userId -> the movieIds of the user's top-k, best first."""
+    recommended = recommend_batch(scorer, users, k, block)
+    return {int(user): group[C.MOVIE_ID].to_numpy() for user, group in recommended.groupby(C.USER_ID, sort=False)}
+
+
 # --- reading the Keras model -------------------------------------------------
 #
 # Keras (and sparkrec.model, which imports it) is imported inside these

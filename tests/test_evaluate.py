@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkrec import baselines, evaluation, ranking
+from sparkrec import als, baselines, ease, evaluation, ranking, scoring
 from sparkrec import columns as C
 from sparkrec.config import load_config
 from sparkrec.scoring import ScoreError
@@ -85,10 +86,16 @@ QUICK = {
     "als_ranks": "5",
     "als_reg_params": "0.1",
     "als_max_iter": "5",
+    "als_implicit_ranks": "8",
+    "als_implicit_reg_params": "0.1",
+    "als_implicit_alphas": "1",
+    "als_implicit_search_iter": "5",
+    "als_implicit_max_iter": "5",
+    "ease_lambdas": "300",
     "logistic_reg_params": "0.001",
     "logistic_max_iter": "15",
 }
-MODELS = ("deep", "popular", "als", "logistic")
+MODELS = ("deep", "als_implicit", "ease", "popular", "als", "logistic")
 
 
 def quick_config(**overrides) -> evaluation.EvaluateConfig:
@@ -133,6 +140,13 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
     document = json.loads((evaluated / evaluation.METRICS).read_text())
     assert list(document["models"]) == list(MODELS)
     assert document["config"]["k"] == 10 and document["config"]["als_ranks"] == [5]
+    assert document["skipped"] == {}
+    for name, setting in (("als_implicit", {"rank": 8, "reg_param": 0.1, "alpha": 1.0}), ("ease", {"lambda": 300.0}),
+                          ("als", {"rank": 5, "reg_param": 0.1}), ("logistic", {"reg_param": 0.001})):
+        details = document["models"][name]["details"]
+        assert details["chosen"] == setting and [row["validation"] > 0 for row in details["grid"]] == [True], name
+    assert document["models"]["ease"]["details"]["validation"] == "ndcg@10"
+    assert document["models"]["ease"]["details"]["items"] == read_split(prepared_small, "train")[C.MOVIE_ID].nunique()
     assert document["prepare_config"]["like_threshold"] == 3.5
     assert {"pyspark", "numpy", "keras", "spark"} <= set(document["versions"])
     assert document["model"] == str(small_model) and document["data"] == str(prepared_small)
@@ -151,8 +165,20 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
         assert report.count(f"| {name} |") == 2  # one row in each table
     for name in MODELS[1:]:
         assert f"- vs {name}: accuracy" in report
+        assert f"- {name}: chosen " in report or name == "popular"
+    margins = document["deep_minus_baseline"]
+    behind = [name for name in MODELS[1:] if min(margins[name]["accuracy"], margins[name]["ndcg@10"]) <= 0]
+    assert ("**`deep` is behind** " in report) == bool(behind)
+    if behind:
+        sentence = report.split("**`deep` is behind** ")[1].split("\n")[0]
+        assert re.findall(r"(\w+) \((?:accuracy|NDCG@10) ", sentence) == behind
     assert (evaluated / evaluation.CHART).stat().st_size > 10_000
     assert not Path(f"{evaluated}.staging").exists()
+    assert not Path(evaluated / "_checkpoints").exists(), "ALS's checkpoints are removed before the commit"
+    without_ease = {**document, "models": {n: r for n, r in document["models"].items() if n != "ease"},
+                    "deep_minus_baseline": {n: v for n, v in margins.items() if n != "ease"},
+                    "skipped": {"ease": "train rates 9,999 movies, above ease_max_items=10"}}
+    assert "- ease: **skipped**, train rates 9,999 movies, above ease_max_items=10\n" in evaluation.report(without_ease)
 
 
 def test_metrics_are_in_range_and_models_beat_the_majority_class(evaluated, prepared_small):
@@ -165,6 +191,8 @@ def test_metrics_are_in_range_and_models_beat_the_majority_class(evaluated, prep
     assert split["users_with_liked_test_movie"] == test.loc[test[C.LIKE] == 1, C.USER_ID].nunique()
     for name in ("deep", "als", "logistic"):
         assert document["models"][name]["classification"]["accuracy"] > majority_accuracy, name
+    for name in ("als_implicit", "ease"):
+        assert document["models"][name]["ranking"]["ndcg@10"] > document["models"]["popular"]["ranking"]["ndcg@10"]
     for name, result in document["models"].items():
         classified, ranked = result["classification"], result["ranking"]
         assert classified["rows"] == len(test)
@@ -193,7 +221,7 @@ def test_carve_out_is_a_disjoint_nonempty_share_of_train(data):
 def test_popular_lists_are_the_most_liked_unwatched_movies(data, prepared_small):
     popular = baselines.fit_popular(data.train, data.catalogue, prior=2.0)
     users = data.users.head(6)
-    lists = evaluation.top_k_lists(popular, users, 10, block=4)
+    lists = scoring.top_k_lists(popular, users, 10, block=4)
     train = read_split(prepared_small, "train")
     likes = train.groupby(C.MOVIE_ID)[C.LIKE].sum().reindex(data.catalogue[C.MOVIE_ID], fill_value=0)
     ordered = likes.reset_index().sort_values([C.LIKE, C.MOVIE_ID], ascending=[False, True])[C.MOVIE_ID]
@@ -204,13 +232,125 @@ def test_popular_lists_are_the_most_liked_unwatched_movies(data, prepared_small)
 
 
 def test_logistic_scores_are_its_spark_probabilities(spark, data):
-    logistic = baselines.fit_logistic(spark, data.train, data.catalogue, data.vocab_sizes, [1e-3], 10, 0.1, 42)
+    logistic = baselines.fit_logistic(spark, data.train, data.catalogue, data.vocab_sizes, [1e-3], 10, 0.1, 42, 0)
     classified = logistic.classify(data.test).merge(
         data.test.select(C.USER_ID, C.MOVIE_ID, C.USER_IDX).toPandas(), on=[C.USER_ID, C.MOVIE_ID]
     )
     row = pd.Series(np.arange(len(data.catalogue)), index=data.catalogue[C.MOVIE_ID].to_numpy())
     logits = logistic.user_terms[classified[C.USER_IDX]] + logistic.movie_terms[row[classified[C.MOVIE_ID]].to_numpy()]
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), classified[baselines.PROBABILITY], rtol=1e-9)
+
+
+# --- the ranking baselines on two disjoint taste groups -----------------------------------------
+
+GROUP_USERS, GROUP_MOVIES, RATED = 20, 10, 6
+
+
+@pytest.fixture(scope="module")
+def taste_groups(spark):
+    """Users 1-20 rate only movies 1-10, users 21-40 only movies 11-20 (6 each, all liked); the last
+    rating of each user is the carve-out. user_idx = userId, movie_idx = movieId."""
+    from pyspark.sql import types as T
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for user in range(1, 2 * GROUP_USERS + 1):
+        first = 1 if user <= GROUP_USERS else GROUP_MOVIES + 1
+        for order, movie in enumerate(rng.choice(np.arange(first, first + GROUP_MOVIES), RATED, replace=False)):
+            rows.append((user, int(movie), user, int(movie), 4.0, 1, order))
+    fields = [(C.USER_ID, T.IntegerType()), (C.MOVIE_ID, T.IntegerType()), (C.USER_IDX, T.IntegerType()),
+              (C.MOVIE_IDX, T.IntegerType()), (C.RATING, T.FloatType()), (C.LIKE, T.IntegerType()),
+              (C.TIMESTAMP, T.LongType())]
+    train = spark.createDataFrame(rows, T.StructType([T.StructField(name, kind) for name, kind in fields])).cache()
+    frame = pd.DataFrame(rows, columns=[name for name, _ in fields])
+    held = frame[C.TIMESTAMP] == RATED - 1
+    fit_part = frame[~held]
+    watched = lambda part: part.groupby(C.USER_ID)[C.MOVIE_ID].apply(list).rename(scoring.WATCHED).reset_index()
+    users = watched(fit_part).assign(**{C.USER_IDX: lambda f: f[C.USER_ID]})
+    carve_out = baselines.RankingCarveOut(
+        fit=train.filter(f"{C.TIMESTAMP} < {RATED - 1}").cache(),
+        validation=frame[held][[C.USER_ID, C.MOVIE_ID, C.USER_IDX, C.LIKE]].reset_index(drop=True),
+        users=users, relevant=evaluation.relevant_sets(frame[held]), k=3, block=8,
+    )
+    catalogue = pd.DataFrame({C.MOVIE_ID: np.arange(1, 2 * GROUP_MOVIES + 1), C.MOVIE_IDX: np.arange(1, 21)})
+    everyone = watched(frame).assign(**{C.USER_IDX: lambda f: f[C.USER_ID]})
+    sizes = {"user": 2 * GROUP_USERS + 1, "movie": 2 * GROUP_MOVIES + 1}
+    return train, catalogue, sizes, carve_out, everyone
+
+
+def assert_lists_stay_in_the_users_group(model, everyone, k=3):
+    lists = scoring.top_k_lists(model, everyone, k, block=7)
+    assert set(lists) == set(everyone[C.USER_ID])
+    for user, watched in zip(everyone[C.USER_ID], everyone[scoring.WATCHED]):
+        group = range(1, GROUP_MOVIES + 1) if user <= GROUP_USERS else range(GROUP_MOVIES + 1, 2 * GROUP_MOVIES + 1)
+        assert len(lists[user]) == k and set(lists[user]) <= set(group), (user, lists[user])
+        assert not set(lists[user]) & set(watched), "a watched movie was recommended"
+
+
+def test_implicit_als_recommends_from_the_users_own_group(taste_groups):
+    train, catalogue, sizes, carve_out, everyone = taste_groups
+    axes = {"rank": [2, 4], "reg_param": [0.1], "alpha": [10.0]}
+    model = als.fit_als_implicit(train, catalogue, sizes, carve_out, axes, (5, 10), 1, 2, "binary", widen=0,
+                                 max_rank=4)
+    assert_lists_stay_in_the_users_group(model, everyone)
+    details = model.details()
+    assert [row["rank"] for row in details["grid"]] == [2, 4] and details["chosen"]["rank"] in (2, 4)
+    assert (details["signal"], details["search_iter"], details["max_iter"]) == ("binary", 5, 10)
+    assert details["validation"] == "ndcg@3"
+
+
+def test_ease_recommends_from_the_users_own_group_and_scores_the_other_group_zero(taste_groups):
+    train, catalogue, sizes, carve_out, everyone = taste_groups
+    model = ease.fit_ease(train, catalogue, sizes, carve_out, [1.0, 10.0], max_items=20, widen=0)
+    assert_lists_stay_in_the_users_group(model, everyone)
+    scores = model.scores(np.array([1, 40]))
+    assert (scores[0, GROUP_MOVIES:] == 0).all() and (scores[1, :GROUP_MOVIES] == 0).all()
+    assert model.details()["items"] == 20 and [row["lambda"] for row in model.details()["grid"]] == [1.0, 10.0]
+
+
+def test_ease_above_its_item_limit_is_skipped_with_the_reason(taste_groups):
+    train, catalogue, sizes, carve_out, _ = taste_groups
+    reason = ease.fit_ease(train, catalogue, sizes, carve_out, [1.0], max_items=19, widen=0)
+    assert reason == "train rates 20 movies, above ease_max_items=19 (the Gram matrix alone would take 0.0 GiB)"
+
+
+def test_ease_weights_are_the_closed_form_with_a_zero_diagonal():
+    rng = np.random.default_rng(0)
+    history = (rng.random((60, 2100)) < 0.05).astype(np.float64)  # more items than one mirrored band
+    gram = history.T @ history
+    inverse = np.linalg.inv(gram + 7.0 * np.eye(len(gram)))
+    expected = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(ease.weights(gram, 7.0), expected, atol=1e-12)
+    np.testing.assert_allclose(ease.weights(gram.astype(np.float32), 7.0), expected, atol=1e-5)
+
+
+def test_calibration_recovers_a_known_logistic_link():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(3.0, 2.0, 200_000)
+    likes = rng.random(len(scores)) < 1 / (1 + np.exp(-(0.8 * scores - 2.0)))
+    fitted = baselines.Calibration.fit(scores, likes)
+    assert fitted.slope == pytest.approx(0.8, abs=0.02) and fitted.intercept == pytest.approx(-2.0, abs=0.04)
+    assert fitted.probability(np.array([2.5]))[0] == pytest.approx(0.5, abs=0.01)
+
+
+def test_search_widens_an_axis_while_its_best_value_is_at_an_end():
+    """The measure peaks at a = 0.25 and b = 3: the grid a in {1, 2, 4} is stepped down twice (0.5, 0.25)
+    and once more (0.125) to see the peak passed; b is inside its grid from the start."""
+    measure = lambda setting: -abs(np.log2(setting["a"]) + 2) - abs(setting["b"] - 3)
+    tuned = baselines.search("test", {"a": [1.0, 2.0, 4.0], "b": [2, 3, 4]}, lambda s: s, measure, "m", True, widen=5)
+    assert tuned.setting == {"a": 0.25, "b": 3}
+    assert tuned.widened == {"a": [0.5, 0.25, 0.125]} and tuned.at_edge == []
+    assert len(tuned.grid) == 9 + 3
+    short = baselines.search("test", {"a": [1.0, 2.0, 4.0], "b": [3]}, lambda s: s, measure, "m", True, widen=1)
+    assert (short.setting, short.at_edge) == ({"a": 0.5, "b": 3}, ["a"])
+    ranks = baselines.search("test", {"rank": [32, 64]}, lambda s: s, lambda s: -s["rank"], "m", True, widen=2)
+    assert ranks.widened == {"rank": [16, 8]}
+    capped = baselines.search("test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3,
+                              limits={"rank": 128})
+    assert (capped.widened, capped.at_edge) == ({"rank": [128]}, ["rank"])
+    floor = baselines.search("test", {"alpha": [0.0, 1.0, 10.0]}, lambda s: s, lambda s: -s["alpha"], "m", True, 3)
+    assert (floor.setting, floor.widened, floor.at_edge) == ({"alpha": 0.0}, {}, []), "nothing lies below 0"
 
 
 def test_missing_model_fails_with_one_line(evaluate_job, prepared_small, tmp_path):
@@ -234,7 +374,8 @@ def test_an_empty_split_is_named(evaluate_job, prepared_small, small_model, tmp_
 
 @pytest.mark.parametrize(("setting", "message"), [
     ("k=0", "evaluate: k: expected a positive integer, got 0"),
-    ("baselines=popular,knn", "evaluate: baselines: unknown ['knn'], expected some of ['popular', 'als', 'logistic']"),
+    ("baselines=popular,knn", "evaluate: baselines: unknown ['knn'], expected some of "
+                              "['als_implicit', 'ease', 'popular', 'als', 'logistic']"),
 ])
 def test_bad_settings_fail_before_spark_with_one_line(tmp_path, setting, message):
     command = [sys.executable, str(ROOT / "jobs" / "evaluate.py"), "--data", str(tmp_path), "--model", str(tmp_path),

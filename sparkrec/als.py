@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from sparkrec import columns as C
 from sparkrec import storage
 from sparkrec.baselines import (
-    PREDICTED, PROBABILITY, Baseline, Calibrated, Calibration, RankingCarveOut, Tuned, calibrate,
+    PREDICTED, PROBABILITY, Baseline, Calibrated, Calibration, FitFailed, RankingCarveOut, Tuned, calibrate,
     carve_validation, search,
 )
 
@@ -69,8 +69,9 @@ def checkpoints(spark: SparkSession, directory: str) -> Iterator[None]:
         storage.delete(spark, directory)
 
 
-def _als(setting: dict, max_iter: int, seed: int, blocks: int, implicit: bool) -> ALS:
-    return ALS(
+def _fit(frame: DataFrame, setting: dict, max_iter: int, seed: int, blocks: int, implicit: bool) -> ALSModel:
+    """MLlib ALS with `setting` fitted on `frame`; FitFailed where its solver cannot (a singular system)."""
+    estimator = ALS(
         rank=setting["rank"],
         regParam=setting["reg_param"],
         alpha=setting.get("alpha", 1.0),
@@ -84,6 +85,15 @@ def _als(setting: dict, max_iter: int, seed: int, blocks: int, implicit: bool) -
         ratingCol=PREFERENCE if implicit else C.RATING,
         coldStartStrategy="nan",
     )
+    try:
+        return estimator.fit(frame)
+    except Exception as error:  # py4j's error, or PySpark's conversion of it: the Java class names the cause
+        # A user (or movie) whose normal equations have no regularization left (implicit, alpha 0: one
+        # who only disliked) and whose other side's factors collapsed under a strong regParam.
+        if "SingularMatrixException" not in str(error):
+            raise
+        raise FitFailed("MLlib ALS: a normal-equation matrix is singular (LAPACK dppsv: not positive "
+                        "definite)") from None
 
 
 # --- explicit ratings -----------------------------------------------------------
@@ -149,11 +159,11 @@ def fit_als(
     fit_part, validation = carve_validation(train, validation_fraction, seed)
     fit_part, validation = fit_part.cache(), validation.cache()
     tuned = search(
-        "als", axes, lambda s: _als(s, max_iter, seed, blocks, implicit=False).fit(fit_part),
+        "als", axes, lambda s: _fit(fit_part, s, max_iter, seed, blocks, implicit=False),
         lambda m: _rmse(m, validation), "rmse", maximize=False, widen=widen, limits={"rank": max_rank},
     )
     calibration = _rating_calibration(tuned.model, validation)
-    model = _als(tuned.setting, max_iter, seed, blocks, implicit=False).fit(train)
+    model = _fit(train, tuned.setting, max_iter, seed, blocks, implicit=False)
     return Als(
         movie_ids=catalogue[C.MOVIE_ID].to_numpy(),
         model=model,
@@ -214,14 +224,14 @@ def fit_als_implicit(
     fit_part = preference(carve_out.fit, signal).cache()
 
     def fit(setting: dict) -> Factors:
-        model = _als(setting, search_iter, seed, blocks, implicit=True).fit(fit_part)
+        model = _fit(fit_part, setting, search_iter, seed, blocks, implicit=True)
         return Factors(movie_ids, *factor_tables(model, vocab_sizes, catalogue, 0.0))
 
     tuned = search("als_implicit", axes, fit, carve_out.ndcg, carve_out.measure, maximize=True, widen=widen,
                    limits={"rank": max_rank})
     calibration = calibrate(tuned.model, carve_out)
     fit_part.unpersist()
-    model = _als(tuned.setting, max_iter, seed, blocks, implicit=True).fit(preference(train, signal))
+    model = _fit(preference(train, signal), tuned.setting, max_iter, seed, blocks, implicit=True)
     tables = factor_tables(model, vocab_sizes, catalogue, 0.0)
     iterations = {"search_iter": search_iter, "max_iter": max_iter}
     return AlsImplicit(movie_ids, tables, calibration, tuned, signal, iterations)

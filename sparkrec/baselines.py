@@ -88,6 +88,10 @@ class RankingCarveOut:
 # --- the search ---------------------------------------------------------------
 
 
+class FitFailed(RuntimeError):
+    """A model's solver could not fit one setting (the message says why); the search goes on without it."""
+
+
 def grid_of(**options: list) -> list[dict]:
     """Every combination of the option lists, e.g. grid_of(rank=[10, 30], reg_param=[0.1])."""
     names = list(options)
@@ -134,7 +138,9 @@ def search(
     values) is tried at the best values of the others, up to `widen` more
     fits in all; `limits` caps how far an axis may grow (a compute bound, as
     ALS's cost grows with the cube of its rank). An axis still at an end
-    afterwards is named in `at_edge`.
+    afterwards is named in `at_edge`. A setting whose fit raises FitFailed
+    is kept in the grid with its reason and no validation value; FitFailed
+    is raised when no setting could be fitted.
     """
     limits = limits or {}
     sign = 1.0 if maximize else -1.0
@@ -143,7 +149,12 @@ def search(
 
     def run(setting: dict) -> None:
         nonlocal best
-        model = fit(setting)
+        try:
+            model = fit(setting)
+        except FitFailed as error:
+            grid.append({**setting, "validation": None, "failed": str(error)})
+            log.warning("%s %s: not fitted: %s", name, setting, error)
+            return
         value = float(measure(model))
         grid.append({**setting, "validation": value})
         log.info("%s %s: validation %s %.4f", name, setting, measure_name, value)
@@ -152,6 +163,8 @@ def search(
 
     for setting in grid_of(**axes):
         run(setting)
+    if best is None:
+        raise FitFailed(f"no setting of its grid could be fitted ({grid[-1]['failed']})")
     widened: dict[str, list] = {}
 
     def edges() -> list[tuple[str, object]]:

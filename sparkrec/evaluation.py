@@ -382,7 +382,10 @@ def transform(spark: SparkSession, data: EvalData, deep: Deep, config: EvaluateC
     with als.checkpoints(spark, checkpoint_dir):
         for name in config.baselines:
             with timer.stage(f"{name}_fit"):
-                model = fit_baseline(spark, name, data, config, carve_out)
+                try:
+                    model = fit_baseline(spark, name, data, config, carve_out)
+                except baselines.FitFailed as error:
+                    model = str(error)
             if isinstance(model, str):
                 skipped[name] = model
                 continue
@@ -493,10 +496,13 @@ def _grid_lines(results: dict) -> list[str]:
         if not details.get("grid"):
             continue
         tried = "; ".join(
-            ", ".join(f"{key}={value}" for key, value in row.items() if key != "validation")
-            + f": {row['validation']:.4f}" for row in details["grid"]
+            ", ".join(f"{key}={value}" for key, value in row.items() if key not in ("validation", "failed"))
+            + (f": {row['validation']:.4f}" if row["validation"] is not None else ": not fitted")
+            for row in details["grid"]
         )
+        failures = sorted({row["failed"] for row in details["grid"] if row["validation"] is None})
         notes = [f"widened to {details['widened']}"] if details["widened"] else []
+        notes += [f"not fitted: {reason}" for reason in failures]
         if details["at_edge"]:
             notes.append(f"**still at the end of the values tried: {', '.join(details['at_edge'])}**")
         extra = f" ({'; '.join(notes)})" if notes else ""

@@ -299,6 +299,26 @@ def test_implicit_als_recommends_from_the_users_own_group(taste_groups):
     assert details["validation"] == "ndcg@3"
 
 
+def test_a_setting_mllib_cannot_solve_is_recorded_and_the_search_goes_on(spark, taste_groups):
+    """User 41 only disliked: with alpha 0 MLlib gives them no regularization, and at rank 30 over 20
+    items their normal equations are singular; rank 4 is solvable."""
+    train, catalogue, sizes, carve_out, _ = taste_groups
+    disliker = spark.createDataFrame([(41, movie, 41, movie, 1.0, 0, 0) for movie in (1, 2, 3)], train.schema)
+    train = train.unionByName(disliker)
+    carve_out = baselines.RankingCarveOut(carve_out.fit.unionByName(disliker), carve_out.validation, carve_out.users,
+                                          carve_out.relevant, carve_out.k, carve_out.block)
+    sizes = {**sizes, "user": sizes["user"] + 1}
+    axes = {"rank": [4, 30], "reg_param": [0.1], "alpha": [0.0]}
+    model = als.fit_als_implicit(train, catalogue, sizes, carve_out, axes, (3, 3), 1, 2, "like", widen=0,
+                                 max_rank=30)
+    failed = model.details()["grid"][1]
+    assert model.details()["chosen"]["rank"] == 4
+    assert (failed["rank"], failed["validation"]) == (30, None) and "singular" in failed["failed"]
+    with pytest.raises(baselines.FitFailed, match="no setting of its grid could be fitted"):
+        als.fit_als_implicit(train, catalogue, sizes, carve_out, {**axes, "rank": [30]}, (3, 3), 1, 2, "like",
+                             widen=0, max_rank=30)
+
+
 def test_ease_recommends_from_the_users_own_group_and_scores_the_other_group_zero(taste_groups):
     train, catalogue, sizes, carve_out, everyone = taste_groups
     model = ease.fit_ease(train, catalogue, sizes, carve_out, [1.0, 10.0], max_items=20, widen=0)
@@ -351,6 +371,18 @@ def test_search_widens_an_axis_while_its_best_value_is_at_an_end():
     assert (capped.widened, capped.at_edge) == ({"rank": [128]}, ["rank"])
     floor = baselines.search("test", {"alpha": [0.0, 1.0, 10.0]}, lambda s: s, lambda s: -s["alpha"], "m", True, 3)
     assert (floor.setting, floor.widened, floor.at_edge) == ({"alpha": 0.0}, {}, []), "nothing lies below 0"
+
+
+def test_search_keeps_a_failed_fit_in_the_grid_and_fails_only_when_nothing_fits():
+    def fit(setting):
+        if setting["a"] == 2:
+            raise baselines.FitFailed("no solution at 2")
+        return setting
+    tuned = baselines.search("test", {"a": [1, 2, 3]}, fit, lambda s: s["a"], "m", True, widen=0)
+    assert tuned.setting == {"a": 3}
+    assert tuned.grid[1] == {"a": 2, "validation": None, "failed": "no solution at 2"}
+    with pytest.raises(baselines.FitFailed, match=r"no setting of its grid could be fitted \(no solution at 2\)"):
+        baselines.search("test", {"a": [2]}, fit, lambda s: s["a"], "m", True, widen=2)
 
 
 def test_missing_model_fails_with_one_line(evaluate_job, prepared_small, tmp_path):

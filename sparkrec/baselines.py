@@ -137,7 +137,8 @@ def search(
     value further along the axis (the geometric step of its two outermost
     values) is tried at the best values of the others, up to `widen` more
     fits in all; `limits` caps how far an axis may grow (a compute bound, as
-    ALS's cost grows with the cube of its rank). An axis still at an end
+    ALS's cost grows with the cube of its rank): a step that would pass the
+    cap tries the cap itself. An axis still at an end
     afterwards is named in `at_edge`. A setting whose fit raises FitFailed
     is kept in the grid with its reason and no validation value; FitFailed
     is raised when no setting could be fitted.
@@ -168,7 +169,8 @@ def search(
     widened: dict[str, list] = {}
 
     def edges() -> list[tuple[str, object]]:
-        """(axis, next value or None past `limits`) for each axis whose best value is an end of those tried."""
+        """(axis, next value, or the limit it would pass, or None at the limit) for each axis whose best value
+        is an end of those tried."""
         found = []
         for axis, values in tried.items():
             ordered = sorted(values)
@@ -177,7 +179,10 @@ def search(
                 continue
             value = _beyond(chosen, ordered[1] if chosen == ordered[0] else ordered[-2])
             if value is not None:
-                found.append((axis, None if value > limits.get(axis, math.inf) else value))
+                limit = limits.get(axis, math.inf)
+                if value > limit:
+                    value = limit if chosen < limit else None
+                found.append((axis, value))
         return found
 
     while widen > 0:

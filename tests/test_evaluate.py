@@ -369,6 +369,9 @@ def test_search_widens_an_axis_while_its_best_value_is_at_an_end():
     capped = baselines.search("test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3,
                               limits={"rank": 128})
     assert (capped.widened, capped.at_edge) == ({"rank": [128]}, ["rank"])
+    short_of_it = baselines.search("test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3,
+                                   limits={"rank": 100})
+    assert (short_of_it.widened, short_of_it.at_edge) == ({"rank": [100]}, ["rank"]), "the cap itself is tried"
     floor = baselines.search("test", {"alpha": [0.0, 1.0, 10.0]}, lambda s: s, lambda s: -s["alpha"], "m", True, 3)
     assert (floor.setting, floor.widened, floor.at_edge) == ({"alpha": 0.0}, {}, []), "nothing lies below 0"
 

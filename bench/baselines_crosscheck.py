@@ -90,7 +90,13 @@ def best_of(name: str, grid: list, score) -> tuple:
     results = {}
     for setting in grid:
         started = time.perf_counter()
-        results[setting] = score(setting)
+        try:
+            results[setting] = score(setting)
+        except Exception as error:  # MLlib's solver on a singular system (implicit, alpha 0, strong regParam)
+            if "SingularMatrixException" not in str(error):
+                raise
+            print(f"  {name} {setting}: not fitted, singular normal equations", flush=True)
+            continue
         print(f"  {name} {setting}: holdout NDCG@{K} {results[setting]:.4f} ({time.perf_counter() - started:.0f}s)",
               flush=True)
     return max(results, key=results.get)

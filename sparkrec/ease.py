@@ -4,9 +4,10 @@ The model is one item x item matrix B over the movies rated in train: with
 G = X^T X the Gram matrix of the binary user x item matrix X and
 P = (G + lambda I)^-1, B = -P / diag(P) with a zero diagonal, and a user's
 scores are their row of X times B. Each lambda costs one Cholesky inverse of
-G + lambda I (LAPACK potrf + potri, a third of an LU inverse's work), which
-is cheaper than one eigendecomposition for every lambda of a grid of up to
-about eight. Memory is a few items^2 float32 matrices: the evaluate job skips
+G + lambda I (LAPACK potrf + potri, a third of an LU inverse's work): one
+eigendecomposition serves every lambda, but on ml-latest-small it costs 12
+inverses and still leaves a matrix product per lambda, so it pays only from
+about 30 lambdas (bench/ease_inverse.py, docs/results.md). Memory is a few items^2 float32 matrices: the evaluate job skips
 EASE, saying why, above `ease_max_items` movies.
 """
 

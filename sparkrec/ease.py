@@ -7,8 +7,9 @@ scores are their row of X times B. Each lambda costs one Cholesky inverse of
 G + lambda I (LAPACK potrf + potri, a third of an LU inverse's work): one
 eigendecomposition serves every lambda, but on ml-latest-small it costs 12
 inverses and still leaves a matrix product per lambda, so it pays only from
-about 30 lambdas (bench/ease_inverse.py, docs/results.md). Memory is a few items^2 float32 matrices: the evaluate job skips
-EASE, saying why, above `ease_max_items` movies.
+about 30 lambdas (bench/ease_inverse.py, docs/results.md). Memory is a few
+items^2 float32 matrices: the evaluate job skips EASE, saying why, above
+`ease_max_items` movies.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     python bench/ease_inverse.py --data PREPARED_DIR [--lambda 300]
 
 Builds the binary rated-in-train Gram matrix of the prepared train split in
-float32, as `sparkrec.ease` does, then times `ease.weights` (LAPACK potrf +
+float32 with `sparkrec.ease.Matrix`, then times `ease.weights` (LAPACK potrf +
 potri, then B = -P / diag(P)), `np.linalg.eigh` of the same matrix, and the
 product V diag(1 / (s + lambda)) V^T that an eigendecomposition needs for each
 further lambda. Prints the three times and the grid size from which the
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import scipy.sparse
 
 from sparkrec import columns as C
 from sparkrec import ease
@@ -38,13 +37,10 @@ def main() -> None:
     args = parser.parse_args()
 
     pairs = pq.read_table(args.data / "train", columns=[C.USER_IDX, C.MOVIE_IDX]).to_pandas()
-    items, column = np.unique(pairs[C.MOVIE_IDX].to_numpy(), return_inverse=True)
-    history = scipy.sparse.csr_matrix(
-        (np.ones(len(pairs), np.float32), (pairs[C.USER_IDX].to_numpy(), column)),
-        shape=(int(pairs[C.USER_IDX].max()) + 1, len(items)),
-    )
-    gram = (history.T @ history).toarray().astype(np.float32)
-    print(f"{len(items):,} movies rated in train, Gram matrix {gram.nbytes / 2**30:.2f} GiB (float32)", flush=True)
+    matrix = ease.Matrix(pairs, int(pairs[C.USER_IDX].max()) + 1)
+    gram = matrix.gram()
+    print(f"{len(matrix.items):,} movies rated in train, Gram matrix {gram.nbytes / 2**30:.2f} GiB (float32)",
+          flush=True)
 
     _, cholesky = timed(lambda: ease.weights(gram, args.lam))
     print(f"ease.weights (Cholesky inverse and B), one lambda: {cholesky:.1f} s", flush=True)

@@ -88,8 +88,13 @@ class RankingCarveOut:
 # --- the search ---------------------------------------------------------------
 
 
-class FitFailed(RuntimeError):
-    """A model's solver could not fit one setting (the message says why); the search goes on without it."""
+class Skipped(RuntimeError):
+    """A baseline that is not fitted in this run; the message says why, and the report shows it."""
+
+
+class FitFailed(Skipped):
+    """A model's solver could not fit one setting (the message says why); the search goes on without it,
+    and the baseline is skipped only when no setting could be fitted."""
 
 
 def grid_of(**options: list) -> list[dict]:

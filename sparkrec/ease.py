@@ -21,7 +21,7 @@ import scipy.sparse
 from pyspark.sql import DataFrame
 
 from sparkrec import columns as C
-from sparkrec.baselines import Calibrated, Calibration, RankingCarveOut, Tuned, calibrate, search
+from sparkrec.baselines import Calibrated, Calibration, RankingCarveOut, Skipped, Tuned, calibrate, search
 from sparkrec.runinfo import get_logger
 
 log = get_logger("ease")
@@ -110,17 +110,17 @@ def _pairs(frame: DataFrame) -> pd.DataFrame:
 def fit_ease(
     train: DataFrame, catalogue: pd.DataFrame, vocab_sizes: dict[str, int], carve_out: RankingCarveOut,
     lambdas: list[float], max_items: int, widen: int,
-) -> Ease | str:
+) -> Ease:
     """Search lambda by NDCG on the carve-out, calibrate there, refit on all of train.
 
-    Returns the reason instead when train rates more than `max_items` movies.
+    Raises Skipped, with the reason, when train rates more than `max_items` movies.
     """
     everything = Matrix(_pairs(train), vocab_sizes["user"])
     if len(everything.items) > max_items:
         reason = (f"train rates {len(everything.items):,} movies, above ease_max_items={max_items:,} "
                   f"(the Gram matrix alone would take {len(everything.items) ** 2 * 4 / 2**30:.1f} GiB)")
         log.warning("ease skipped: %s", reason)
-        return reason
+        raise Skipped(reason)
     movie_ids = catalogue[C.MOVIE_ID].to_numpy()
     part = Matrix(_pairs(carve_out.fit), vocab_sizes["user"])
     gram = part.gram()

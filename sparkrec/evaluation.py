@@ -279,8 +279,8 @@ def ranking_carve_out(data: EvalData, config: EvaluateConfig) -> baselines.Ranki
 
 
 def fit_baseline(spark: SparkSession, name: str, data: EvalData, config: EvaluateConfig,
-                 carve_out: baselines.RankingCarveOut | None) -> baselines.Baseline | str:
-    """The named baseline, fitted on all of train with the settings of `config`; or why it was skipped."""
+                 carve_out: baselines.RankingCarveOut | None) -> baselines.Baseline:
+    """The named baseline, fitted on all of train with the settings of `config`; baselines.Skipped says why not."""
     blocks = config.als_blocks or spark.sparkContext.defaultParallelism
     if name == "popular":
         return baselines.fit_popular(data.train, data.catalogue, config.popular_prior)
@@ -384,11 +384,9 @@ def transform(spark: SparkSession, data: EvalData, deep: Deep, config: EvaluateC
             with timer.stage(f"{name}_fit"):
                 try:
                     model = fit_baseline(spark, name, data, config, carve_out)
-                except baselines.FitFailed as error:
-                    model = str(error)
-            if isinstance(model, str):
-                skipped[name] = model
-                continue
+                except baselines.Skipped as reason:
+                    skipped[name] = str(reason)
+                    continue
             models[name] = measure(model, data, config, timer)
     return Evaluated(models, skipped)
 

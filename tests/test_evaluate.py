@@ -330,8 +330,10 @@ def test_ease_recommends_from_the_users_own_group_and_scores_the_other_group_zer
 
 def test_ease_above_its_item_limit_is_skipped_with_the_reason(taste_groups):
     train, catalogue, sizes, carve_out, _ = taste_groups
-    reason = ease.fit_ease(train, catalogue, sizes, carve_out, [1.0], max_items=19, widen=0)
-    assert reason == "train rates 20 movies, above ease_max_items=19 (the Gram matrix alone would take 0.0 GiB)"
+    with pytest.raises(baselines.Skipped) as skipped:
+        ease.fit_ease(train, catalogue, sizes, carve_out, [1.0], max_items=19, widen=0)
+    assert str(skipped.value) == ("train rates 20 movies, above ease_max_items=19 "
+                                  "(the Gram matrix alone would take 0.0 GiB)")
 
 
 def test_ease_weights_are_the_closed_form_with_a_zero_diagonal():

@@ -39,9 +39,9 @@ class LikeCount:
         likes = rated[rated[C.LIKE] == 1].groupby(C.MOVIE_ID).size()
         self.likes = pd.Series(movie_ids).map(likes).fillna(0).to_numpy(np.float32)
 
-    def keys(self, user_idx: np.ndarray, watched_rows: np.ndarray, watched_cols: np.ndarray) -> np.ndarray:
-        keys = np.tile(self.likes, (len(user_idx), 1))
-        keys[watched_rows, watched_cols] = -np.inf
+    def keys(self, block: scoring.Block) -> np.ndarray:
+        keys = np.tile(self.likes, (len(block.user_idx), 1))
+        keys[block.watched_rows, block.watched_cols] = -np.inf
         return keys
 
 

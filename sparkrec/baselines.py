@@ -5,7 +5,7 @@ evaluation asks of each model:
 
 - `classify(rows)`: for a Spark DataFrame of split rows, a pandas frame of
   (userId, movieId, like_probability, like_predicted);
-- `keys(user_idx, watched_rows, watched_cols)`: the scorer interface of
+- `keys(block)`: the scorer interface of
   `sparkrec.scoring`, a users x catalogue score matrix with watched cells at
   -inf, so the baselines' top-K lists come from the very selection code that
   ranks the deep model's.
@@ -277,11 +277,11 @@ class Baseline:
         """Scores of the users (by user_idx) against every catalogue movie, higher is better."""
         raise NotImplementedError
 
-    def keys(self, user_idx: np.ndarray, watched_rows: np.ndarray, watched_cols: np.ndarray) -> np.ndarray:
-        keys = np.array(self.scores(user_idx), dtype=np.float32)
+    def keys(self, block: scoring.Block) -> np.ndarray:
+        keys = np.array(self.scores(block.user_idx), dtype=np.float32)
         # Movies a baseline cannot score (NaN) are never recommended, like watched ones.
         keys[np.isnan(keys)] = -np.inf
-        keys[watched_rows, watched_cols] = -np.inf
+        keys[block.watched_rows, block.watched_cols] = -np.inf
         return keys
 
     def pair_scores(self, user_idx: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:

@@ -33,6 +33,8 @@ GENRE1 = "genre1"  # first listed genre (the paper's input), null if none
 GENRE2 = "genre2"  # second listed genre, null if fewer than two
 LIKE = "like"  # 1 if rating >= like_threshold else 0
 TAGS = "tags"  # array<string>: the movie's most frequent tags, most frequent first
+# MovieLens stars run from 0.5 to 5.
+RATING_RANGE = (0.5, 5.0)
 
 USER_IDX = "user_idx"
 MOVIE_IDX = "movie_idx"

@@ -150,24 +150,38 @@ class Deep:
     """Our trained model: the like output for classification, the scoring job's scorer for ranking (plan.output)."""
 
     model: object  # keras.Model with the like output only
-    ranker: object  # the scoring job's scorer: fast (factorized) or generic (Keras) path
+    ranker: object  # the scoring job's scorer: fast (factorized, two-tower) or generic (Keras) path
     plan: scoring.Plan
     inputs: scoring.Inputs
     batch_size: int
     name: str = DEEP
+    histories: pd.DataFrame | None = None  # EvalData.users: what a two-tower model places each user by
 
     def classify(self, rows: DataFrame) -> pd.DataFrame:
         frame = rows.toPandas()
-        feed = scoring.catalogue_inputs(self.model, frame)
-        feed[C.USER_IDX] = frame[C.USER_IDX].to_numpy(dtype=np.int32).reshape(-1, 1)
-        probability = np.asarray(self.model.predict(feed, batch_size=self.batch_size, verbose=0), dtype=np.float64)
-        probability = probability.reshape(-1)
+        if isinstance(self.ranker, scoring.TwoTowerScorer):
+            probability = self.tower_probabilities(frame)
+        else:
+            feed = scoring.catalogue_inputs(self.model, frame)
+            feed[C.USER_IDX] = frame[C.USER_IDX].to_numpy(dtype=np.int32).reshape(-1, 1)
+            probability = np.asarray(self.model.predict(feed, batch_size=self.batch_size, verbose=0), dtype=np.float64)
+            probability = probability.reshape(-1)
         return pd.DataFrame({
             C.USER_ID: frame[C.USER_ID],
             C.MOVIE_ID: frame[C.MOVIE_ID],
             baselines.PROBABILITY: probability,
             baselines.PREDICTED: (probability >= 0.5).astype(int),
         })
+
+    def tower_probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        """The like head on each row, the user placed by their train history (as they are ranked)."""
+        users = self.histories.set_index(C.USER_ID).loc[np.unique(frame[C.USER_ID])].reset_index()
+        _, rows, cols, liked = scoring.watched_positions(users, self.ranker.movie_ids)
+        block = scoring.Block(users[C.USER_IDX].to_numpy(dtype=np.int64), rows, cols, liked)
+        vectors = self.ranker.vectors(block)
+        at = np.searchsorted(users[C.USER_ID].to_numpy(), frame[C.USER_ID].to_numpy())
+        columns = np.searchsorted(self.ranker.movie_ids, frame[C.MOVIE_ID].to_numpy())
+        return self.ranker.towers.heads(vectors[at], columns)[0]
 
     def scorer(self):
         return self.ranker
@@ -193,6 +207,7 @@ def load_deep(spark: SparkSession, data_dir: str, model_dir: str, config: Evalua
     """The model through the scoring job's checks (files, vocabularies, embedding sizes) and scorer."""
     inputs = scoring.extract(spark, data_dir, model_dir, timer)
     plan = scoring.plan(inputs, scoring.ScoreConfig(), timer)
+    # A two-tower model classifies through its towers' arrays (Deep.tower_probabilities).
     model = scoring.scored_model(scoring.load_keras_model(inputs.model_bytes), CLASSIFIED_OUTPUT)
     return Deep(model, scoring.build_scorer(plan.payload), plan, inputs, config.predict_batch_size)
 
@@ -257,6 +272,7 @@ def extract(spark: SparkSession, data_dir: str, model_dir: str, config: Evaluate
     with timer.stage("split"):
         data = load_data(spark, data_dir, config)
         timer.count("split", len(data.labels))
+    deep.histories = data.users
     for table, rows in (("train", len(data.train_ratings)), ("test", len(data.labels))):
         if not rows:
             raise EvaluateError(f"{data_dir}/{table} has no rows: nothing to evaluate")

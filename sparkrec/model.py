@@ -82,8 +82,7 @@ INPUT_VOCABULARY = {name: INDEX_VOCABULARY[cols[0]] for name, cols in INPUT_COLU
 PAPER_VOCAB_SIZES = {"user": 5000, "movie": 13470, "genre": 100, "year": 2500}
 PAPER_INPUTS = (C.USER_IDX, C.MOVIE_IDX, C.GENRE1_IDX, C.GENRE2_IDX, C.YEAR_IDX)
 DEEP_INPUTS = (C.USER_IDX, C.MOVIE_IDX, C.YEAR_IDX, GENRE_FLAGS, TAG_IDX)
-# MovieLens stars run from 0.5 to 5.
-RATING_RANGE = (0.5, 5.0)
+RATING_RANGE = C.RATING_RANGE
 
 
 @keras.saving.register_keras_serializable(package="sparkrec")
@@ -278,5 +277,7 @@ def input_names(model: keras.Model) -> list[str]:
 
 
 def load(path) -> keras.Model:
-    """Load a saved model in safe mode (no arbitrary code: our one custom layer is registered)."""
+    """Load a saved model in safe mode (no arbitrary code: our custom layers are registered)."""
+    from sparkrec import twotower  # noqa: F401  (registers the two-tower model's layers)
+
     return keras.saving.load_model(path, safe_mode=True)

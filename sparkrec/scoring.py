@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkrec import columns as C
-from sparkrec import storage, vocab
+from sparkrec import retrieval, storage, vocab
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.runinfo import StageTimer, library_versions
 
@@ -43,6 +43,7 @@ from sparkrec.runinfo import StageTimer, library_versions
 RANK = "rank"  # 1 = best
 SCORE = "score"  # the model's output for the pair
 WATCHED = "watched"  # array<int>: the catalogue movies a user has rated
+LIKED = "liked"  # array<int>: those of them the user liked
 RECOMMENDATION_COLUMNS = (C.USER_ID, RANK, C.MOVIE_ID, C.TITLE, C.GENRES, SCORE)
 SCORED_SCHEMA = T.StructType(
     [
@@ -314,6 +315,21 @@ def top_k(keys: np.ndarray, k: int, tail: tuple = ()) -> tuple[np.ndarray, ...]:
 # --- scorers: keys of a block of users against the catalogue -----------------
 
 
+@dataclass(frozen=True)
+class Block:
+    """A block of users as every scorer reads it: their indices, and their watched movies as catalogue cells."""
+
+    user_idx: np.ndarray  # (users,) int64
+    watched_rows: np.ndarray  # the row (user) of each watched cell
+    watched_cols: np.ndarray  # its catalogue column, ascending within each row
+    watched_liked: np.ndarray  # bool: whether the user liked it
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """CSR offsets of the watched cells by row."""
+        return np.searchsorted(self.watched_rows, np.arange(len(self.user_idx) + 1))
+
+
 class FastScorer:
     """The fast path: a numpy kernel over the factorized tables."""
 
@@ -322,9 +338,30 @@ class FastScorer:
         self.tail = model.tail
         self.movie_ids = movie_ids
 
-    def keys(self, user_idx: np.ndarray, watched_rows: np.ndarray, watched_cols: np.ndarray) -> np.ndarray:
-        keys = self.kernel(user_idx)
-        keys[watched_rows, watched_cols] = -np.inf
+    def keys(self, block: Block) -> np.ndarray:
+        keys = self.kernel(block.user_idx)
+        keys[block.watched_rows, block.watched_cols] = -np.inf
+        return keys
+
+
+class TwoTowerScorer:
+    """The two-tower model: each user's vector from their watched (rated) movies, dotted with every movie's."""
+
+    tail = ()
+
+    def __init__(self, towers: retrieval.TwoTower, movie_ids: np.ndarray, movie_idx: np.ndarray):
+        self.towers = towers
+        self.movie_ids = movie_ids
+        self.movie_idx = movie_idx  # each catalogue column's movie index: the history the user tower reads
+
+    def vectors(self, block: Block) -> np.ndarray:
+        history = self.movie_idx[block.watched_cols]
+        return self.towers.user_vectors(block.user_idx, block.offsets, history,
+                                        block.watched_liked.astype(np.float32))
+
+    def keys(self, block: Block) -> np.ndarray:
+        keys = self.towers.keys(self.vectors(block))
+        keys[block.watched_rows, block.watched_cols] = -np.inf
         return keys
 
 
@@ -339,10 +376,11 @@ class KerasScorer:
         self.movie_ids = movie_ids
         self.batch_pairs = batch_pairs
 
-    def keys(self, user_idx: np.ndarray, watched_rows: np.ndarray, watched_cols: np.ndarray) -> np.ndarray:
+    def keys(self, block: Block) -> np.ndarray:
+        user_idx = block.user_idx
         movies = len(self.movie_ids)
         candidate = np.ones((len(user_idx), movies), dtype=bool)
-        candidate[watched_rows, watched_cols] = False
+        candidate[block.watched_rows, block.watched_cols] = False
         rows, cols = np.divmod(np.flatnonzero(candidate), movies)
         keys = np.full((len(user_idx), movies), -np.inf, dtype=np.float32)
         for start in range(0, len(rows), self.batch_pairs):
@@ -353,32 +391,47 @@ class KerasScorer:
         return keys
 
 
-def watched_positions(watched: pd.Series, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(offsets, rows, columns): each user's watched movies as catalogue columns, users in order.
+def _cells(lists: pd.Series, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of each user's listed movies in the catalogue, sorted by row then column.
 
     Movies absent from the catalogue cannot be recommended anyway and are dropped.
     """
-    lengths = watched.map(len).to_numpy(dtype=np.int64)
-    ids = np.concatenate([np.asarray(w, dtype=np.int64) for w in watched]) if lengths.sum() else np.empty(0, np.int64)
+    lengths = lists.map(len).to_numpy(dtype=np.int64)
+    ids = np.concatenate([np.asarray(w, dtype=np.int64) for w in lists]) if lengths.sum() else np.empty(0, np.int64)
     rows = np.repeat(np.arange(len(lengths)), lengths)
     cols = np.minimum(np.searchsorted(movie_ids, ids), len(movie_ids) - 1)
     found = movie_ids[cols] == ids
-    rows, cols = rows[found], cols[found]
-    offsets = np.searchsorted(rows, np.arange(len(lengths) + 1))
-    return offsets, rows, cols
+    order = np.lexsort((cols[found], rows[found]))
+    return rows[found][order], cols[found][order]
+
+
+def watched_positions(users: pd.DataFrame, movie_ids: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(offsets, rows, columns, liked): each user's watched movies as catalogue cells, users in order.
+
+    `liked` flags the cells in the user's LIKED list, when the frame has one.
+    """
+    rows, cols = _cells(users[WATCHED], movie_ids)
+    liked = np.zeros(len(rows), bool)
+    if LIKED in users:
+        liked_rows, liked_cols = _cells(users[LIKED], movie_ids)
+        cells = rows * len(movie_ids) + cols
+        liked = np.isin(cells, liked_rows * len(movie_ids) + liked_cols)
+    offsets = np.searchsorted(rows, np.arange(len(users) + 1))
+    return offsets, rows, cols, liked
 
 
 def recommend_batch(scorer, users: pd.DataFrame, k: int, block: int) -> pd.DataFrame:
-    """Top-k recommendations of a pandas batch of (userId, user_idx, watched) rows."""
+    """Top-k recommendations of a pandas batch of (userId, user_idx, watched[, liked]) rows."""
     movie_ids = scorer.movie_ids
     user_ids = users[C.USER_ID].to_numpy(dtype=np.int32)
     user_idx = users[C.USER_IDX].to_numpy(dtype=np.int64)
-    offsets, watched_rows, watched_cols = watched_positions(users[WATCHED], movie_ids)
+    offsets, watched_rows, watched_cols, watched_liked = watched_positions(users, movie_ids)
     parts = []
     for start in range(0, len(users), block):
         stop = min(start + block, len(users))
         span = slice(offsets[start], offsets[stop])
-        keys = scorer.keys(user_idx[start:stop], watched_rows[span] - start, watched_cols[span])
+        cells = Block(user_idx[start:stop], watched_rows[span] - start, watched_cols[span], watched_liked[span])
+        keys = scorer.keys(cells)
         rows, cols, scores, ranks = top_k(keys, k, scorer.tail)
         parts.append((rows + start, cols, scores, ranks))
     rows, cols, scores, ranks = (np.concatenate(p) for p in zip(*parts)) if parts else [np.empty(0, np.int64)] * 4
@@ -468,7 +521,7 @@ def catalogue_inputs(model, movies: pd.DataFrame) -> dict[str, np.ndarray]:
 
     arrays = {}
     for tensor in model.inputs:
-        if tensor.name == C.USER_IDX:
+        if tensor.name in retrieval.USER_INPUTS:
             continue
         columns = INPUT_COLUMNS.get(tensor.name, (tensor.name,))
         missing = [c for c in columns if c not in movies.columns]
@@ -677,14 +730,16 @@ def factorize(model, user_count: int, catalogue: dict[str, np.ndarray]) -> Facto
 class Payload:
     """Everything a Python worker needs to score, broadcast once per job.
 
-    The fast path ships the factorized tables only (workers never import
-    TensorFlow); the generic path ships the model file and the catalogue's
-    model inputs.
+    The fast path ships the factorized tables (or a two-tower model's arrays)
+    only, so its workers never import TensorFlow; the generic path ships the
+    model file and the catalogue's model inputs.
     """
 
     key: tuple  # (model path, model sha256, data path, path, output name): what the scorer is built from
     movie_ids: np.ndarray  # catalogue movieIds, ascending: column j of every score matrix
     factorized: Factorized | None = None
+    towers: retrieval.TwoTower | None = None
+    movie_idx: np.ndarray | None = None  # each catalogue column's movie index (two-tower histories)
     model_bytes: bytes | None = None
     catalogue: dict[str, np.ndarray] = field(default_factory=dict)
     output_name: str = "like"
@@ -692,7 +747,9 @@ class Payload:
 
 
 def build_scorer(payload: Payload):
-    """A FastScorer from the factorized tables, else a KerasScorer from the model file."""
+    """The two-tower scorer, a FastScorer from the factorized tables, else a KerasScorer from the model file."""
+    if payload.towers is not None:
+        return TwoTowerScorer(payload.towers, payload.movie_ids, payload.movie_idx)
     if payload.factorized is not None:
         return FastScorer(payload.factorized, payload.movie_ids)
     _single_threaded_tensorflow()
@@ -730,18 +787,20 @@ def worker_scorer(key: tuple, payload, loads) -> object:
 
 
 def watched_sets(interactions: DataFrame, movies: DataFrame) -> DataFrame:
-    """userId, watched: every user with a rating, and the distinct catalogue movies they rated (maybe none).
+    """userId, watched, liked: every user with a rating, the distinct catalogue movies they rated (maybe none),
+    and those they liked (a history the two-tower model reads).
 
-    One pass over the ratings gives both the users=all list and the watched sets.
+    One pass over the ratings gives the users=all list and both sets.
     """
     catalogue = F.broadcast(movies.select(C.MOVIE_ID, F.lit(True).alias("_catalogued")))
-    rated = interactions.select(C.USER_ID, C.MOVIE_ID).join(catalogue, C.MOVIE_ID, "left")
+    rated = interactions.select(C.USER_ID, C.MOVIE_ID, C.LIKE).join(catalogue, C.MOVIE_ID, "left")
     in_catalogue = F.when(F.col("_catalogued"), F.col(C.MOVIE_ID))  # null otherwise, which collect_set skips
-    return rated.groupBy(C.USER_ID).agg(F.collect_set(in_catalogue).alias(WATCHED))
+    liked = F.when(F.col(C.LIKE) == 1, in_catalogue)
+    return rated.groupBy(C.USER_ID).agg(F.collect_set(in_catalogue).alias(WATCHED), F.collect_set(liked).alias(LIKED))
 
 
 def scoring_input(watched: DataFrame, user_vocab: DataFrame, users: str, limit: int) -> DataFrame:
-    """userId, user_idx (0 outside the model's vocabulary), watched (empty when none).
+    """userId, user_idx (0 outside the model's vocabulary), watched and liked (empty when none).
 
     users="sample": the users of vocab/user; "all": every user with a rating.
     With `limit`, only that many users, the lowest userIds.
@@ -751,7 +810,8 @@ def scoring_input(watched: DataFrame, user_vocab: DataFrame, users: str, limit: 
         chosen = chosen.orderBy(C.USER_ID).limit(limit)
     indexed = vocab.lookup(chosen, user_vocab, C.USER_ID, C.USER_IDX)
     empty = F.array().cast(T.ArrayType(T.IntegerType()))
-    return indexed.select(C.USER_ID, C.USER_IDX, F.coalesce(F.col(WATCHED), empty).alias(WATCHED))
+    lists = [F.coalesce(F.col(name), empty).alias(name) for name in (WATCHED, LIKED)]
+    return indexed.select(C.USER_ID, C.USER_IDX, *lists)
 
 
 def known_users(frame: DataFrame) -> DataFrame:
@@ -760,16 +820,20 @@ def known_users(frame: DataFrame) -> DataFrame:
 
 
 def input_counts(frame: DataFrame, catalogue_size: int, k: int) -> dict[str, int]:
-    """Users, unknown users, candidate pairs and expected recommendation rows of a scoring input."""
+    """Users, unknown users, users without a rated catalogue movie, candidate pairs and expected rows of an input.
+
+    A two-tower model places a user without history at its empty-history vector: one list for all of them.
+    """
     unwatched = F.lit(catalogue_size) - F.size(WATCHED)
     row = frame.agg(
         F.count(F.lit(1)).alias("users"),
         F.sum((F.col(C.USER_IDX) == C.UNKNOWN_INDEX).cast("long")).alias("unknown"),
+        F.sum((F.size(WATCHED) == 0).cast("long")).alias("no_history"),
         F.sum(unwatched.cast("long")).alias("pairs"),
         F.sum(F.least(unwatched, F.lit(k)).cast("long")).alias("rows"),
         F.sum((unwatched < k).cast("long")).alias("short"),
     ).first()
-    return {name: int(row[name] or 0) for name in ("users", "unknown", "pairs", "rows", "short")}
+    return {name: int(row[name] or 0) for name in ("users", "unknown", "no_history", "pairs", "rows", "short")}
 
 
 @dataclass
@@ -954,6 +1018,8 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
         loaded = load_keras_model(inputs.model_bytes)
     except (ValueError, OSError, TypeError) as exc:
         raise ScoreError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
+    if retrieval.is_twotower(loaded):
+        return _twotower_plan(loaded, inputs, config)
     output = output_for(loaded, config.output_name)
     model = scored_model(loaded, output)
     check_embeddings(model, inputs.vocab_sizes)
@@ -983,6 +1049,29 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
     return Plan("generic", reason, "keras", output, payload)
 
 
+def _twotower_plan(model, inputs: Inputs, config: ScoreConfig) -> Plan:
+    """A two-tower model ranks by its score output, a dot product: the movie side is computed here, once."""
+    if config.path == "generic":
+        raise ScoreError("path=generic: a two-tower model is scored by its towers (path auto or fast)")
+    if config.output_name not in ("auto", retrieval.SCORE_OUTPUT):
+        raise ScoreError(f"output_name={config.output_name}: a two-tower model ranks by its "
+                         f"{retrieval.SCORE_OUTPUT!r} output (set auto)")
+    catalogue = catalogue_inputs(model, inputs.catalogue)
+    towers = retrieval.TwoTower.from_model(model, catalogue)
+    for table, vocabulary in (("user_embedding", "user"), ("history_embedding", "movie")):
+        rows = len(getattr(towers, table))
+        if rows != inputs.vocab_sizes[vocabulary]:
+            raise ScoreError(f"model/vocabulary mismatch: {table} has {rows} rows, vocab/{vocabulary} has "
+                             f"{inputs.vocab_sizes[vocabulary]} indices")
+    movie_ids = inputs.catalogue[C.MOVIE_ID].to_numpy(dtype=np.int64)
+    payload = Payload(
+        (inputs.model_dir, inputs.model_sha256, inputs.data_dir, "fast", retrieval.SCORE_OUTPUT), movie_ids,
+        towers=towers, movie_idx=inputs.catalogue[C.MOVIE_IDX].to_numpy(dtype=np.int64),
+    )
+    reason = "a two-tower model: user vector . movie vector + movie bias, the user vector from the history"
+    return Plan("fast", reason, "dot", retrieval.SCORE_OUTPUT, payload)
+
+
 def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConfig, timer: StageTimer) -> Scored:
     """Build each user's candidate set (cached and counted), then declare the scoring over it."""
     partitions = config.partitions or 2 * spark.sparkContext.defaultParallelism
@@ -1006,6 +1095,7 @@ def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConf
     counts = {
         "users_requested": counts["users"],
         "users_unknown": counts["unknown"],
+        "users_without_history": scored_counts["no_history"],
         "users_skipped": counts["users"] - scored_counts["users"],
         "users_scored": scored_counts["users"],
         "users_short": scored_counts["short"],

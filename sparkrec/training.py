@@ -24,8 +24,10 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from sparkrec import columns as C
-from sparkrec import metrics, outputs
+from sparkrec import metrics, outputs, retrieval, towertrain, twotower
 from sparkrec import model as M
+from sparkrec.callbacks import TestMetrics
+from sparkrec.fitting import Fitting, fit
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.dataset import DataError, Feed, Holdout, Prepared, copy_vocabularies, open_prepared, parquet_files
 from sparkrec.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
@@ -40,8 +42,9 @@ log = get_logger("train")
 
 # Settings left at None take the model's preset: the paper's own for `paper`.
 PRESETS = {
-    "paper": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "ema_momentum": 0.0},
-    "deep": {"epochs": 30, "batch_size": 1024, "learning_rate": 2e-3, "ema_momentum": 0.99},
+    "paper": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "ema_momentum": 0.0, "monitor": "auc"},
+    "deep": {"epochs": 30, "batch_size": 1024, "learning_rate": 2e-3, "ema_momentum": 0.99, "monitor": "auc"},
+    "twotower": {"epochs": 30, "batch_size": 256, "learning_rate": 3e-3, "ema_momentum": 0.99, "monitor": "ndcg"},
 }
 
 
@@ -49,7 +52,7 @@ PRESETS = {
 class TrainConfig:
     """Settings of jobs/train.py; conf/train.yaml documents each one."""
 
-    model: Literal["paper", "deep"] = "deep"
+    model: Literal["paper", "deep", "twotower"] = "deep"
     epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
@@ -66,8 +69,19 @@ class TrainConfig:
     rank_bias: bool = True
     unrated_negatives: bool = False
     negative_popularity: float = 1.0
+    tower_dim: int = 64
+    tower_hidden: int = 256
+    head_hidden: int = 64
+    folds: int = 10
+    max_targets: int = 64
+    max_history: int = 512
+    user_id_dropout: float = 0.5
+    dislike_weight: float = 1.0
+    like_weight: float = 1.0
+    tower_rating_weight: float = 0.5
+    validation_users: int = 2000
     validation_fraction: float = 0.05
-    monitor: Literal["accuracy", "auc", "loss"] = "auc"
+    monitor: Literal["accuracy", "auc", "loss", "ndcg"] | None = None
     patience: int = 3
     shuffle_buffer_rows: int = 200_000
     eval_batch_size: int = 8192
@@ -94,6 +108,18 @@ class TrainConfig:
                 self.negative_popularity == 0 or self.rank_bias,
             "validation_fraction must be in [0, 0.5]": 0 <= self.validation_fraction <= 0.5,
             "patience must be >= 1": self.patience >= 1,
+            "tower_dim, tower_hidden, head_hidden, folds, max_targets, max_history and validation_users must be >= 1":
+                min(self.tower_dim, self.tower_hidden, self.head_hidden, self.folds, self.max_targets,
+                    self.max_history, self.validation_users) >= 1,
+            "user_id_dropout must be in [0, 1]": 0 <= self.user_id_dropout <= 1,
+            "dislike_weight, like_weight and tower_rating_weight must be >= 0":
+                min(self.dislike_weight, self.like_weight, self.tower_rating_weight) >= 0,
+            "monitor ndcg is the two-tower model's (the others validate rated rows only)":
+                self.monitor != "ndcg" or self.model == "twotower",
+            "monitor loss applies to the paper and deep models (the two-tower model validates by ranking)":
+                self.monitor != "loss" or self.model != "twotower",
+            "the two-tower model validates on its holdout: validation_fraction must be > 0":
+                self.model != "twotower" or self.validation_fraction > 0,
             "importance_repeats must be >= 1": self.importance_repeats >= 1,
         }
         failed = [message for message, ok in checks.items() if not ok]
@@ -126,6 +152,8 @@ def configure_runtime(config: TrainConfig) -> None:
 
 
 def build_model(config: TrainConfig, vocab_sizes: dict[str, int]) -> keras.Model:
+    if config.model == "twotower":
+        return twotower.build(vocab_sizes, config.tower_dim, config.tower_hidden, config.head_hidden)
     if config.model == "paper":
         return M.build_paper_model(
             vocab_sizes, loss=config.paper_loss, learning_rate=config.learning_rate, ema_momentum=config.ema_momentum
@@ -212,142 +240,6 @@ def training_rows(prepared: Prepared, holdout: Holdout | None) -> tuple[np.ndarr
     return np.concatenate(users), np.concatenate(movies)
 
 
-# ----------------------------------------------------------------- callbacks
-
-
-class RowsPerSecond(keras.callbacks.Callback):
-    """Adds `rows_per_s` (training rows over training time, validation excluded) to each epoch's logs."""
-
-    def __init__(self, rows: int):
-        super().__init__()
-        self.rows = rows
-        self.started = self.finished = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.finished = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["rows_per_s"] = self.rows / max(self.finished - self.started, 1e-9)
-
-
-class EpochSeeds(keras.callbacks.Callback):
-    """Re-seeds every layer's random generator (dropout) from (seed, epoch) as each epoch begins.
-
-    Keras checkpoints do not carry the generators' state; seeding per epoch
-    makes a resumed epoch draw the very masks an uninterrupted run draws.
-    """
-
-    def __init__(self, seed: int):
-        super().__init__()
-        self.seed = seed
-
-    def on_epoch_begin(self, epoch, logs=None):
-        for index, layer in enumerate(self.model.layers):
-            generator = getattr(layer, "seed_generator", None)
-            if generator is not None:
-                start = np.random.default_rng([self.seed, epoch, index]).integers(2**31 - 1)
-                generator.state.assign(np.array([start, 0], dtype=generator.state.dtype))
-
-
-class TestMetrics(keras.callbacks.Callback):
-    """Evaluates the test split after every epoch (the paper's Figure 4 plots it), as `test_*` logs."""
-
-    def __init__(self, dataset: tf.data.Dataset):
-        super().__init__()
-        self.dataset = dataset
-
-    def on_epoch_end(self, epoch, logs=None):
-        results = self.model.evaluate(self.dataset, verbose=0, return_dict=True)
-        logs.update({f"test_{name}": float(value) for name, value in results.items()})
-
-
-class AveragedWeights(keras.callbacks.SwapEMAWeights):
-    """Puts the optimizer's moving average of the weights in the model from the end of each
-    epoch's steps to the start of the next: validation, test logs, the kept epoch's weights
-    and the backup all see the average; the steps update the raw weights.
-
-    The backup is written with the average in the model (the raw weights in the
-    optimizer's slots), so a resumed run swaps them back before its first step.
-    """
-
-    def __init__(self, resumed: bool):
-        super().__init__(swap_on_epoch=True)
-        self._ema_weights_in_model = resumed
-
-
-class EpochState(keras.callbacks.Callback):
-    """Early stopping with best-weights restore, whose state survives a killed run.
-
-    After each epoch it appends the epoch's logs to `state.json` and, on an
-    improvement of `monitor`, saves `best.weights.h5`, both in `directory`.
-    It runs before BackupAndRestore saves its checkpoint, so a resumed run
-    finds every epoch Keras will not redo; epochs it will redo are dropped.
-    The best value and the patience count are replayed from the kept logs.
-    """
-
-    def __init__(self, directory: Path, monitor: str, mode: Literal["min", "max"], patience: int, first_epoch: int):
-        super().__init__()
-        self.directory = directory
-        self.monitor = monitor
-        self.sign = 1.0 if mode == "max" else -1.0
-        self.patience = patience
-        self.history = [entry for entry in self.saved_history() if entry["epoch"] < first_epoch]
-
-    @property
-    def state_path(self) -> Path:
-        return self.directory / "state.json"
-
-    @property
-    def weights_path(self) -> Path:
-        return self.directory / "best.weights.h5"
-
-    def saved_history(self) -> list[dict]:
-        if not self.state_path.is_file():
-            return []
-        return json.loads(self.state_path.read_text())["history"]
-
-    def best(self) -> dict | None:
-        """The kept epoch with the best monitored value (the earliest on ties)."""
-        if not self.history:
-            return None
-        return max(self.history, key=lambda entry: (self.sign * entry[self.monitor], -entry["epoch"]))
-
-    @property
-    def stopped(self) -> bool:
-        best = self.best()
-        return best is not None and self.history[-1]["epoch"] - best["epoch"] >= self.patience
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.history.append({"epoch": epoch, **{key: float(value) for key, value in logs.items()}})
-        if self.best()["epoch"] == epoch:
-            self.model.save_weights(self.weights_path, overwrite=True)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.state_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"monitor": self.monitor, "history": self.history}, indent=1))
-        os.replace(temporary, self.state_path)
-        if self.stopped:
-            self.model.stop_training = True
-
-    def restore_best(self) -> None:
-        if self.weights_path.is_file():
-            self.model.load_weights(self.weights_path)
-
-
-def resumed_epoch(backup_dir: Path) -> int:
-    """The epoch BackupAndRestore will resume at: the count of epochs in its checkpoint.
-
-    Read from the callback's own metadata file so the input pipeline starts at
-    the very epoch Keras starts at.
-    """
-    metadata = backup_dir / "keras" / "training_metadata.json"
-    if not metadata.is_file():
-        return 0
-    return int(json.loads(metadata.read_text())["epoch"])
-
-
 def monitor_key(model: keras.Model, config: TrainConfig) -> tuple[str, Literal["min", "max"]]:
     """The validation log key early stopping watches, and whether higher is better."""
     if config.monitor == "loss":
@@ -371,51 +263,37 @@ def prepare_backup(backup_dir: Path, fingerprint: dict) -> None:
 # ----------------------------------------------------------------- fit
 
 
+def keras_fitting(model: keras.Model, prepared: Prepared, config: TrainConfig) -> Fitting:
+    """The paper and deep models: Feeds of rated rows (and sampled negatives), Keras' validation pass."""
+    feeds = make_feeds(prepared, model, config)
+    majority = 1.0 if train_like_rate(prepared) >= 0.5 else 0.0
+    return Fitting(
+        trainer=model,
+        batches=lambda first: feeds.train.dataset(feeds.rows["train"], first, config.epochs),
+        steps=-(-feeds.rows["train"] // config.batch_size),
+        rows=feeds.rows,
+        monitor=monitor_key(model, config),
+        validation=feeds.validation.dataset(feeds.rows["validation"]),
+        measures=[TestMetrics(feeds.test.dataset(feeds.rows["test"]))],
+        test=lambda: test_metrics(model, feeds, config, majority),
+        importance=lambda: permutation_importance(model, feeds.test, config),
+        finish=lambda: undo_sampling_bias(model, feeds.train.negatives, prepared.vocab_sizes["movie"]),
+    )
+
+
 @dataclass
 class Trained:
     """What `transform` hands to `load`."""
 
     model: keras.Model
     config: TrainConfig
-    feeds: Feeds
+    rows: dict[str, int]
     history: list[dict]
     best_epoch: int
+    monitor: str
     metrics: dict
-    importance: dict
+    importance: dict | None
     seconds: dict[str, float]
-
-
-def fit(model: keras.Model, feeds: Feeds, config: TrainConfig, backup_dir: Path, log_dir: Path) -> EpochState:
-    """Train with early stopping and per-epoch backups; leave the best epoch's weights in `model`."""
-    first_epoch = resumed_epoch(backup_dir)
-    monitor, mode = monitor_key(model, config)
-    state = EpochState(backup_dir, monitor, mode, config.patience, first_epoch)
-    state.set_model(model)
-    if first_epoch:
-        log.info("resuming from %s after epoch %d", backup_dir, first_epoch)
-    if first_epoch < config.epochs and not state.stopped:
-        # First, so that every callback after it sees the averaged weights at epoch end.
-        averaged = [AveragedWeights(resumed=first_epoch > 0)] if config.ema_momentum else []
-        callbacks = averaged + [
-            EpochSeeds(config.seed),
-            RowsPerSecond(feeds.rows["train"]),
-            TestMetrics(feeds.test.dataset(feeds.rows["test"])),
-            state,
-            keras.callbacks.BackupAndRestore(str(backup_dir / "keras"), delete_checkpoint=False),
-            keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
-        ]
-        model.fit(
-            feeds.train.dataset(feeds.rows["train"], first_epoch, config.epochs),
-            epochs=config.epochs,
-            initial_epoch=first_epoch,
-            steps_per_epoch=-(-feeds.rows["train"] // config.batch_size),
-            validation_data=feeds.validation.dataset(feeds.rows["validation"]),
-            callbacks=callbacks,
-            shuffle=False,  # the feed shuffles; Keras cannot shuffle a tf.data stream
-            verbose=config.verbose,
-        )
-    state.restore_best()
-    return state
 
 
 def undo_sampling_bias(model: keras.Model, negatives: NegativeSampler | None, movie_vocab: int) -> None:
@@ -445,11 +323,10 @@ def predict(model: keras.Model, x: dict[str, np.ndarray], batch_size: int) -> di
     return {name: np.asarray(values).ravel() for name, values in outputs.items()}
 
 
-def test_metrics(model: keras.Model, feeds: Feeds, config: TrainConfig, train_like_rate: float) -> dict:
+def test_metrics(model: keras.Model, feeds: Feeds, config: TrainConfig, majority_class: float) -> dict:
     """Exact test metrics of the restored model, with the majority-class baseline beside them."""
     x, y = feed_arrays(feeds.test)
     predicted = predict(model, x, config.eval_batch_size)
-    majority_class = 1.0 if train_like_rate >= 0.5 else 0.0
     result = {
         M.LIKE_OUTPUT: metrics.classification_report(y[C.LIKE], predicted[M.LIKE_OUTPUT]),
         "baselines": {"majority_accuracy": float(np.mean(y[C.LIKE] == majority_class))},
@@ -494,25 +371,26 @@ def extract(data_dir: str | Path) -> Prepared:
 
 
 def transform(prepared: Prepared, config: TrainConfig, staging: Path, backup_dir: Path) -> Trained:
-    """Fit, then measure the restored model on test: metrics and permutation importance."""
+    """Fit, then measure the restored model on test: metrics and (paper, deep) permutation importance."""
     seconds = {}
     started = time.perf_counter()
     model = build_model(config, prepared.vocab_sizes)
-    feeds = make_feeds(prepared, model, config)
+    family = towertrain.fitting if config.model == "twotower" else keras_fitting
+    fitting = family(model, prepared, config)
     prepare_backup(backup_dir, fingerprint(prepared, config))
+    rows = fitting.rows
     log.info(
         "model %s: %s parameters; %s train / %s validation / %s test rows",
-        config.model, f"{model.count_params():,}", f"{feeds.rows['train']:,}",
-        f"{feeds.rows['validation']:,}", f"{feeds.rows['test']:,}",
+        config.model, f"{model.count_params():,}", f"{rows['train']:,}", f"{rows['validation']:,}", f"{rows['test']:,}",
     )
-    state = fit(model, feeds, config, backup_dir, staging / "logs")
-    undo_sampling_bias(model, feeds.train.negatives, prepared.vocab_sizes["movie"])
+    state = fit(fitting, config, backup_dir, staging / "logs")
     seconds["fit"] = time.perf_counter() - started
     started = time.perf_counter()
-    measured = test_metrics(model, feeds, config, train_like_rate(prepared))
-    importance = permutation_importance(model, feeds.test, config)
+    measured = fitting.test()
+    importance = fitting.importance()
     seconds["evaluate"] = time.perf_counter() - started
-    return Trained(model, config, feeds, state.history, state.best()["epoch"], measured, importance, seconds)
+    return Trained(model, config, rows, state.history, state.best()["epoch"], fitting.monitor[0], measured,
+                   importance, seconds)
 
 
 def load(trained: Trained, prepared: Prepared, staging: Path, command: list[str]) -> dict:
@@ -521,11 +399,12 @@ def load(trained: Trained, prepared: Prepared, staging: Path, command: list[str]
     copy_vocabularies(prepared, staging)
     document = metrics_document(trained)
     write_json(staging / "metrics.json", document)
-    write_json(staging / "importance.json", trained.importance)
     write_json(staging / "run.json", run_document(trained, prepared, command))
     (staging / "figures").mkdir(exist_ok=True)
-    plot_history(trained.history, trained.model, trained.best_epoch, staging / "figures" / "training.png")
-    plot_importance(trained.importance, staging / "figures" / "importance.png")
+    plot_history(trained.history, history_panels(trained.model), trained.best_epoch, staging / "figures" / "training.png")
+    if trained.importance is not None:
+        write_json(staging / "importance.json", trained.importance)
+        plot_importance(trained.importance, staging / "figures" / "importance.png")
     return document
 
 
@@ -545,8 +424,8 @@ def metrics_document(trained: Trained) -> dict:
         "test": trained.metrics,
         "best_epoch": trained.best_epoch + 1,
         "epochs_run": len(history),
-        "monitor": monitor_key(trained.model, trained.config)[0],
-        "rows": trained.feeds.rows,
+        "monitor": trained.monitor,
+        "rows": trained.rows,
         "rows_per_s": float(np.mean([entry["rows_per_s"] for entry in history])) if history else None,
         "history": history,
     }
@@ -586,18 +465,25 @@ def summary_line(document: dict, output: Path, seconds: float) -> str:
 # ----------------------------------------------------------------- figures
 
 
-def plot_history(history: list[dict], model: keras.Model, best_epoch: int, path: Path) -> None:
-    """Accuracy and loss per epoch on train, validation and test: the paper's Figure 4."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+def history_panels(model: keras.Model) -> list[tuple[str, str]]:
+    """(title, log key) of each panel of the training figure."""
+    if retrieval.is_twotower(model):
+        ndcg = f"ndcg@{towertrain.VALIDATION_K}"
+        return [("like accuracy", "like_accuracy"), (f"ranking {ndcg}", ndcg), ("loss", "loss")]
+    return [(f"like {metric}", M.like_metric_key(model, metric)) for metric in ("accuracy", "loss")]
+
+
+def plot_history(history: list[dict], panels: list[tuple[str, str]], best_epoch: int, path: Path) -> None:
+    """Each panel's log per epoch on train, validation and test (those logged): the paper's Figure 4."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
     epochs = [entry["epoch"] + 1 for entry in history]
-    for axis, metric in zip(axes, ("accuracy", "loss")):
-        key = M.like_metric_key(model, metric)
+    for axis, (title, key) in zip(axes, panels):
         for prefix, label in (("", "train"), ("val_", "validation"), ("test_", "test")):
             values = [entry.get(prefix + key) for entry in history]
             if all(value is not None for value in values):
                 axis.plot(epochs, values, marker="o", label=label)
         axis.axvline(best_epoch + 1, color="grey", linestyle=":", label="kept epoch")
-        axis.set_title(f"like {metric}")
+        axis.set_title(title)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend()

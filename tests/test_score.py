@@ -255,7 +255,9 @@ def test_every_sampled_user_gets_k_ranked_unique_movies(fast_run, prepared_small
     recs = recommendations(fast_run)
     document = manifest(fast_run)
     assert recs[C.USER_ID].nunique() == 610 and len(recs) == 6100
-    assert document["users"] == {"requested": 610, "unknown": 0, "skipped": 0, "scored": 610, "short": 0}
+    assert document["users"] == {
+        "requested": 610, "unknown": 0, "skipped": 0, "scored": 610, "short": 0, "without_history": 0,
+    }
     assert document["recommendations"] == {"rows": 6100, "expected": 6100}
     assert document["pairs_scored"] == 610 * 9742 - 100836
     assert all(ranks == list(range(1, 11)) for ranks in recs.groupby(C.USER_ID)[scoring.RANK].apply(list))
@@ -320,8 +322,12 @@ def test_block_size_does_not_change_the_lists(models, prepared_small, watched):
 # --- users=all, unknown users, short lists ---------------------------------------
 
 
+def catalogue_ids(small_world: Path) -> set[int]:
+    return set(pq.read_table(small_world / "movies", columns=[C.MOVIE_ID]).column(0).to_pylist())
+
+
 def expected_counts(small_world: Path, watched: pd.DataFrame, k: int) -> pd.Series:
-    catalogue = set(pq.read_table(small_world / "movies", columns=[C.MOVIE_ID]).column(0).to_pylist())
+    catalogue = catalogue_ids(small_world)
     seen = watched[watched[C.MOVIE_ID].isin(catalogue)].groupby(C.USER_ID).size()
     seen = seen.reindex(sorted(watched[C.USER_ID].unique()), fill_value=0)
     return np.minimum(k, len(catalogue) - seen)
@@ -336,6 +342,7 @@ def test_users_all_scores_unknown_users_with_index_0(score_job, small_world, sma
     assert recs.groupby(C.USER_ID).size().reindex(counts.index, fill_value=0).equals(counts)
     assert document["users"] == {
         "requested": 610, "unknown": 510, "skipped": 0, "scored": 610, "short": int((counts < 10).sum()),
+        "without_history": 610 - watched[watched[C.MOVIE_ID].isin(catalogue_ids(small_world))][C.USER_ID].nunique(),
     }
     assert document["recommendations"] == {"rows": int(counts.sum()), "expected": int(counts.sum())}
     assert recs.merge(watched, on=[C.USER_ID, C.MOVIE_ID]).empty

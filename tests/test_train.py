@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkrec import columns as C
-from sparkrec import metrics
+from sparkrec import callbacks, fitting, metrics
 from sparkrec import model as M
 from sparkrec import training
 from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
@@ -119,18 +119,18 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_keeps_the_previous_model(
     shutil.copytree(trained, output)
     previous = (output / "metrics.json").read_text()
 
-    class DiesInSecondEpoch(training.RowsPerSecond):
+    class DiesInSecondEpoch(callbacks.RowsPerSecond):
         def on_train_batch_end(self, batch, logs=None):
             super().on_train_batch_end(batch, logs)
             if self.model.optimizer.iterations.numpy() > self.params["steps"] + 5:
                 raise Interrupt("killed")
 
-    monkeypatch.setattr(training, "RowsPerSecond", DiesInSecondEpoch)
+    monkeypatch.setattr(fitting, "RowsPerSecond", DiesInSecondEpoch)
     with pytest.raises(Interrupt):
         train(train_job, prepared_small, output)
     assert (output / "metrics.json").read_text() == previous, "a failed run leaves the previous model untouched"
     backup = training.backup_path(output)
-    assert training.resumed_epoch(backup) == 1
+    assert callbacks.resumed_epoch(backup) == 1
     assert [e["epoch"] for e in read_json(backup / "state.json")["history"]] == [0]
 
     monkeypatch.undo()

@@ -1,0 +1,263 @@
+"""The two-tower model: a user vector from the user's rating history, a movie vector from the movie's features.
+
+Ranking score = dot(user vector, movie vector) + movie bias, so ranking the
+whole catalogue for a block of users is one matrix product. The like and
+rating heads read both vectors and their elementwise product.
+
+- User tower: the mean embedding of the movies the user liked, of those they
+  disliked, and the log of both counts, plus the user's id embedding (zero
+  for a user the model never trained on), through an MLP. A user outside the
+  training sample is placed by their history alone.
+- Movie tower: the movie's id embedding (zero for a movie outside the
+  vocabulary), its genre flags, release year and top tags, through an MLP;
+  computable once per catalogue movie from prepare's movies/ table.
+
+`build` returns the saved model: a functional Keras model over one (user
+history, movie) pair per row with outputs `score`, `like` and `rating`, its
+towers and heads nested models named `user_tower`, `movie_tower`,
+`like_head`. `Trainer` trains those same layers with a softmax over the
+whole catalogue: each example is a user's history and a set of target movies
+(`sparkrec.history`), the targets' log-probability among every movie not in
+the history is the ranking loss, and the like and rating heads are trained
+on the targets' labels beside it.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from sparkrec import columns as C
+from sparkrec.model import GENRE_FLAGS, INPUT_COLUMNS, TAG_IDX, Rescale
+from sparkrec.retrieval import HISTORY_LIKE, HISTORY_MOVIE, MODEL_NAME, SCORE_OUTPUT, USER_INPUTS
+
+MOVIE_INPUTS = (C.MOVIE_IDX, C.YEAR_IDX, GENRE_FLAGS, TAG_IDX)
+LIKE_OUTPUT = C.LIKE
+RATING_OUTPUT = C.RATING
+# Logit of a movie the softmax must not pick (in the history, or the unknown index).
+EXCLUDED = -1e9
+
+
+@keras.saving.register_keras_serializable(package="sparkrec")
+class IndexEmbedding(layers.Embedding):
+    """An Embedding whose index 0 (unknown, absent or padding) always looks up the zero vector."""
+
+    def call(self, inputs):
+        rows = super().call(inputs)
+        return rows * ops.expand_dims(ops.cast(ops.not_equal(inputs, C.UNKNOWN_INDEX), rows.dtype), -1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+@keras.saving.register_keras_serializable(package="sparkrec")
+class HistoryPool(layers.Layer):
+    """[mean liked row, mean disliked row, log(1 + liked count), log(1 + disliked count)] of a padded history.
+
+    Inputs: the embedded history (B, H, d), its movie indices (B, H; 0 is an
+    empty slot) and like labels (B, H). An empty group pools to zeros.
+    """
+
+    def call(self, inputs):
+        rows, movies, likes = inputs
+        present = ops.cast(ops.not_equal(movies, C.UNKNOWN_INDEX), rows.dtype)
+        liked = present * likes
+        disliked = present * (1.0 - likes)
+        parts = []
+        for weight in (liked, disliked):
+            count = ops.sum(weight, axis=1, keepdims=True)
+            total = ops.sum(rows * ops.expand_dims(weight, -1), axis=1)
+            parts.append(total / ops.maximum(count, 1.0))
+        counts = [ops.log1p(ops.sum(weight, axis=1, keepdims=True)) for weight in (liked, disliked)]
+        return ops.concatenate(parts + counts, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        rows = input_shape[0]
+        return (rows[0], 2 * rows[-1] + 2)
+
+
+def _mlp(x, hidden: int, dim: int, name: str):
+    x = layers.Dense(hidden, activation="relu", name=f"{name}_hidden")(x)
+    return layers.Dense(dim, name=f"{name}_vector")(x)
+
+
+def user_tower(vocab_sizes: dict[str, int], dim: int, hidden: int, dropout: float = 0.0) -> keras.Model:
+    user = keras.Input(shape=(1,), dtype="int32", name=C.USER_IDX)
+    movies = keras.Input(shape=(None,), dtype="int32", name=HISTORY_MOVIE)
+    likes = keras.Input(shape=(None,), dtype="float32", name=HISTORY_LIKE)
+    rows = IndexEmbedding(vocab_sizes["movie"], dim, embeddings_initializer="he_normal", name="history_embedding")(movies)
+    pooled = HistoryPool(name="history_pool")([rows, movies, likes])
+    user_id = IndexEmbedding(vocab_sizes["user"], dim, embeddings_initializer="he_normal", name="user_embedding")(user)
+    features = layers.Concatenate(name="user_features")([pooled, layers.Reshape((dim,))(user_id)])
+    if dropout:
+        features = layers.Dropout(dropout, name="user_dropout")(features)
+    return keras.Model([user, movies, likes], _mlp(features, hidden, dim, "user"), name="user_tower")
+
+
+def movie_tower(vocab_sizes: dict[str, int], dim: int, hidden: int) -> keras.Model:
+    inputs = {
+        name: keras.Input(shape=(len(INPUT_COLUMNS[name]),), dtype="float32" if name == GENRE_FLAGS else "int32",
+                          name=name)
+        for name in MOVIE_INPUTS
+    }
+    movie = IndexEmbedding(vocab_sizes["movie"], dim, embeddings_initializer="he_normal",
+                           name="movie_embedding")(inputs[C.MOVIE_IDX])
+    year = IndexEmbedding(vocab_sizes["year"], dim, name="year_embedding")(inputs[C.YEAR_IDX])
+    tags = IndexEmbedding(vocab_sizes["tag"], dim, name="tag_embedding")(inputs[TAG_IDX])
+    genres = layers.Dense(dim, use_bias=False, name="genre_vector")(inputs[GENRE_FLAGS])
+    features = layers.Concatenate(name="movie_features")([
+        layers.Reshape((dim,))(movie), layers.Reshape((dim,))(year),
+        layers.GlobalAveragePooling1D(name="tag_vector")(tags), genres,
+    ])
+    bias = IndexEmbedding(vocab_sizes["movie"], 1, embeddings_initializer="zeros", name="movie_bias")(inputs[C.MOVIE_IDX])
+    outputs = [_mlp(features, hidden, dim, "movie"), layers.Reshape((1,), name="bias")(bias)]
+    return keras.Model([inputs[name] for name in MOVIE_INPUTS], outputs, name="movie_tower")
+
+
+def like_head(dim: int, hidden: int) -> keras.Model:
+    user = keras.Input(shape=(dim,), name="user_vector")
+    movie = keras.Input(shape=(dim,), name="movie_vector")
+    x = layers.Concatenate()([user, movie, layers.Multiply()([user, movie])])
+    x = layers.Dense(hidden, activation="relu", name="head_hidden")(x)
+    like = layers.Dense(1, name="like_logit")(x)
+    stars = layers.Dense(1, activation="sigmoid", name="rating_unit")(x)
+    return keras.Model([user, movie], [like, Rescale(*C.RATING_RANGE, name="stars")(stars)], name="like_head")
+
+
+def build(vocab_sizes: dict[str, int], dim: int = 64, hidden: int = 256, head_hidden: int = 64,
+          dropout: float = 0.0) -> keras.Model:
+    """The pair model that is saved: one (user history, movie) per row -> score, like, rating."""
+    users, movies = user_tower(vocab_sizes, dim, hidden, dropout), movie_tower(vocab_sizes, dim, hidden)
+    head = like_head(dim, head_hidden)
+    inputs = {t.name: t for model in (users, movies) for t in _clone_inputs(model)}
+    user_vector = users([inputs[name] for name in USER_INPUTS])
+    movie_vector, bias = movies([inputs[name] for name in MOVIE_INPUTS])
+    score = layers.Add(name=SCORE_OUTPUT)([layers.Dot(axes=1)([user_vector, movie_vector]), bias])
+    like_logit, rating = head([user_vector, movie_vector])
+    outputs = {
+        SCORE_OUTPUT: score,
+        LIKE_OUTPUT: layers.Activation("sigmoid", name=LIKE_OUTPUT)(like_logit),
+        RATING_OUTPUT: layers.Identity(name=RATING_OUTPUT)(rating),
+    }
+    return keras.Model([inputs[name] for name in USER_INPUTS + MOVIE_INPUTS], outputs, name=MODEL_NAME)
+
+
+def _clone_inputs(model: keras.Model) -> list:
+    return [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in model.inputs]
+
+
+def parts(model: keras.Model) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """The user tower, movie tower and like head of a (built or loaded) two-tower model."""
+    return model.get_layer("user_tower"), model.get_layer("movie_tower"), model.get_layer("like_head")
+
+
+def movie_table(catalogue: dict[str, np.ndarray], movie_vocab: int) -> dict[str, np.ndarray]:
+    """Movie-tower inputs indexed by movie index (row i is movie_idx i; row 0 stays empty).
+
+    `catalogue` holds one row per movies/ row; rows outside the vocabulary
+    (movie_idx 0) are not softmax candidates.
+    """
+    index = catalogue[C.MOVIE_IDX][:, 0]
+    table = {}
+    for name, values in catalogue.items():
+        rows = np.zeros((movie_vocab, values.shape[1]), values.dtype)
+        rows[index[index != C.UNKNOWN_INDEX]] = values[index != C.UNKNOWN_INDEX]
+        table[name] = rows
+    return table
+
+
+def _row_l2(embeddings, indices) -> tf.Tensor:
+    """Mean squared norm of the looked-up rows of an embedding table (index 0 excluded): a sparse gradient."""
+    flat = tf.reshape(indices, [-1])
+    rows = tf.gather(embeddings, flat)
+    present = tf.cast(tf.not_equal(flat, C.UNKNOWN_INDEX), rows.dtype)
+    return tf.reduce_sum(tf.reduce_sum(tf.square(rows), axis=-1) * present) / tf.maximum(tf.reduce_sum(present), 1.0)
+
+
+def _masked_mean(values, weights):
+    return tf.reduce_sum(values * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="sparkrec")
+class Trainer(keras.Model):
+    """Trains a two-tower model's layers with a softmax over every movie of the vocabulary.
+
+    Per example: the user vector from the history, scores against every movie
+    index, the history's movies (and the unknown index) excluded; ranking loss
+    = the weighted mean of -log softmax over the targets (a liked target
+    weighs 1, a disliked one `dislike_weight`); the like head's binary
+    cross-entropy and the rating head's squared error over the targets, with
+    weights `like_weight` and `rating_weight`. L2 applies to the embedding rows
+    a step looks up only, so each step's embedding gradient stays sparse.
+    """
+
+    def __init__(self, pair: keras.Model, table: dict[str, np.ndarray], dislike_weight: float = 0.0,
+                 like_weight: float = 1.0, rating_weight: float = 0.5, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.pair = pair
+        self.users, self.movies, self.head = parts(pair)
+        self.table = [tf.constant(table[name]) for name in MOVIE_INPUTS]
+        self.dislike_weight = dislike_weight
+        self.like_weight = like_weight
+        self.rating_weight = rating_weight
+        self.l2 = l2
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "rank_loss", "like_loss", "rating_loss")}
+        self.like_accuracy = keras.metrics.BinaryAccuracy(name="like_accuracy")
+        # Its layers are the pair model's, built already: BackupAndRestore needs a built model.
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [*self.trackers.values(), self.like_accuracy]
+
+    def call(self, inputs, training=False):
+        return self.users([inputs[name] for name in USER_INPUTS], training=training)
+
+    def losses_of(self, batch, training: bool):
+        user = tf.reshape(batch[C.USER_IDX], (-1, 1))
+        history, history_like = batch[HISTORY_MOVIE], batch[HISTORY_LIKE]
+        targets = batch["target_movie"]
+        user_vector = self.users([user, history, history_like], training=training)
+        movie_vectors, bias = self.movies(self.table, training=training)
+        logits = tf.matmul(user_vector, movie_vectors, transpose_b=True) + tf.transpose(bias)
+        rows = tf.broadcast_to(tf.range(tf.shape(history)[0])[:, None], tf.shape(history))
+        excluded = tf.scatter_nd(tf.stack([tf.reshape(rows, [-1]), tf.reshape(history, [-1])], axis=1),
+                                 tf.ones(tf.size(history)), tf.shape(logits))
+        excluded = tf.minimum(excluded + tf.one_hot(tf.zeros_like(rows[:, 0]), tf.shape(logits)[1]), 1.0)
+        log_probability = tf.nn.log_softmax(logits + EXCLUDED * excluded)
+        present = tf.cast(tf.not_equal(targets, C.UNKNOWN_INDEX), tf.float32)
+        like = batch["target_like"]
+        weight = present * (like + self.dislike_weight * (1.0 - like))
+        rank_loss = -_masked_mean(tf.gather(log_probability, targets, batch_dims=1), weight)
+        target_vectors = tf.gather(movie_vectors, targets)
+        flat_users = tf.reshape(tf.broadcast_to(user_vector[:, None, :], tf.shape(target_vectors)),
+                                (-1, user_vector.shape[-1]))
+        like_logit, rating = self.head([flat_users, tf.reshape(target_vectors, (-1, user_vector.shape[-1]))],
+                                       training=training)
+        flat_present, flat_like = tf.reshape(present, [-1]), tf.reshape(like, [-1])
+        cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(flat_like, tf.reshape(like_logit, [-1]))
+        like_loss = _masked_mean(cross_entropy, flat_present)
+        rating_loss = _masked_mean(tf.square(tf.reshape(rating, [-1]) - tf.reshape(batch["target_rating"], [-1])),
+                                   flat_present)
+        regularization = self.l2 * (
+            _row_l2(self.users.get_layer("user_embedding").embeddings, user)
+            + _row_l2(self.users.get_layer("history_embedding").embeddings, history)
+            + _row_l2(self.movies.get_layer("movie_embedding").embeddings, targets)
+        )
+        total = rank_loss + self.like_weight * like_loss + self.rating_weight * rating_loss + regularization
+        probability = tf.sigmoid(tf.reshape(like_logit, [-1]))
+        return total, {"rank_loss": rank_loss, "like_loss": like_loss, "rating_loss": rating_loss}, (
+            flat_like, probability, flat_present)
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            total, parts_, like = self.losses_of(batch, training=True)
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        self.trackers["loss"].update_state(total)
+        for name, value in parts_.items():
+            self.trackers[name].update_state(value)
+        self.like_accuracy.update_state(like[0], like[1], sample_weight=like[2])
+        return {metric.name: metric.result() for metric in self.metrics}

@@ -1,0 +1,278 @@
+"""The two-tower model: its training examples, its numpy form against Keras, its scorer, and its jobs.
+
+Unit tests use small literal histories and randomly initialised towers; the
+job tests train a tiny two-tower model on prepare's ml-latest-small output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from sparkrec import callbacks, fitting, retrieval, scoring, towertrain, twotower
+from sparkrec import columns as C
+from sparkrec import model as M
+from sparkrec.history import Histories, example_count, fold_counts, fold_examples, user_history
+
+from conftest import load_job
+
+pytestmark = pytest.mark.filterwarnings("ignore:Please use make_reader:UserWarning")
+
+TINY_TOWERS = [
+    "--set", "model=twotower", "--set", "epochs=2", "--set", "batch_size=256", "--set", "tower_dim=16",
+    "--set", "tower_hidden=32", "--set", "head_hidden=16", "--set", "validation_users=200", "--set", "verbose=0",
+    "--set", "ema_momentum=0", "--set", "learning_rate=0.003",
+]
+SIZES = {"user": 9, "movie": 40, "genre": 5, "year": 6, "tag": 7}
+
+
+def literal_histories() -> Histories:
+    """Eight users with 1 to 70 ratings each (user 0, the unknown index, has none)."""
+    rng = np.random.default_rng(0)
+    users, movies = [], []
+    for user, count in enumerate([0, 1, 2, 5, 9, 30, 39, 12, 3]):
+        users += [user] * count
+        movies += sorted(rng.choice(np.arange(1, 40), size=count, replace=False).tolist())
+    likes = rng.integers(0, 2, len(users))
+    return Histories.from_rows(np.array(users), np.array(movies), likes, likes * 3.0 + 1.5, 9)
+
+
+# --- examples ------------------------------------------------------------------
+
+
+def test_every_rating_is_a_target_once_per_epoch_and_never_in_its_own_history():
+    histories = literal_histories()
+    seen = []
+    for batch in fold_examples(histories, folds=4, max_targets=8, max_history=1000, batch_size=3,
+                               rng=np.random.default_rng(5)):
+        for i, user in enumerate(batch.user_idx):
+            targets = batch.target_movie[i][batch.target_movie[i] != 0]
+            history = batch.history_movie[i][batch.history_movie[i] != 0]
+            assert not set(targets) & set(history), "the history holds the target it is trained to predict"
+            own = histories.movies[histories.offsets[user] : histories.offsets[user + 1]]
+            assert sorted([*targets, *history]) == sorted(own), "targets and history are all of the user's ratings"
+            seen += [(int(user), int(movie)) for movie in targets]
+    expected = [(u, int(m)) for u in range(9) for m in histories.movies[histories.offsets[u] : histories.offsets[u + 1]]]
+    assert sorted(seen) == sorted(expected)
+    assert example_count(histories, 4, 8) == int(fold_counts(histories.lengths, 4, 8).sum())
+    assert fold_counts(np.array([0, 1, 2, 5, 30, 39]), 4, 8).tolist() == [0, 1, 2, 4, 4, 5]
+
+
+def test_history_cap_and_user_id_dropout():
+    histories = literal_histories()
+    batches = list(fold_examples(histories, 2, 64, 5, 100, np.random.default_rng(1), user_id_dropout=1.0))
+    assert all((b.history_movie != 0).sum(axis=1).max() <= 5 for b in batches)
+    assert all((b.user_idx == C.UNKNOWN_INDEX).all() for b in batches)
+    again = list(fold_examples(histories, 2, 64, 5, 100, np.random.default_rng(1), user_id_dropout=1.0))
+    assert all((a.target_movie == b.target_movie).all() for a, b in zip(batches, again)), "seeded"
+
+
+# --- numpy towers against Keras ------------------------------------------------------
+
+
+def literal_catalogue(rows: int = 40) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(2)
+    movie_idx = np.arange(rows)  # row 0 is a movie outside the vocabulary
+    return {
+        C.MOVIE_IDX: movie_idx.reshape(-1, 1).astype(np.int32),
+        C.YEAR_IDX: rng.integers(0, SIZES["year"], (rows, 1)).astype(np.int32),
+        M.GENRE_FLAGS: (rng.random((rows, len(C.GENRE_FLAG_COLUMNS))) < 0.2).astype(np.float32),
+        M.TAG_IDX: rng.integers(0, SIZES["tag"], (rows, 3)).astype(np.int32),
+    }
+
+
+def randomized_model():
+    model = twotower.build(SIZES, dim=8, hidden=16, head_hidden=8)
+    rng = np.random.default_rng(4)
+    for weight in model.weights:
+        weight.assign(rng.normal(0, 0.5, weight.shape).astype(np.float32))
+    return model
+
+
+def test_numpy_towers_equal_keras_on_sampled_pairs():
+    model = randomized_model()
+    catalogue = literal_catalogue()
+    towers = retrieval.TwoTower.from_model(model, catalogue)
+    histories = literal_histories()
+    users = np.array([1, 3, 5, 6, 0])
+    history_movie, history_like = user_history(histories, users)
+    history_movie[-1], history_like[-1] = history_movie[2], history_like[2]  # an unknown user with user 5's history
+    offsets = np.concatenate([[0], np.cumsum((history_movie != 0).sum(axis=1))])
+    vectors = towers.user_vectors(users, offsets, history_movie[history_movie != 0], history_like[history_movie != 0])
+    rng = np.random.default_rng(6)
+    # Row 0, outside the vocabulary, differs on purpose (its bias): test_a_movie_outside_the_vocabulary_...
+    rows, columns = np.repeat(np.arange(len(users)), 12), rng.integers(1, 40, len(users) * 12)
+    feed = {C.USER_IDX: users[rows].reshape(-1, 1).astype(np.int32), twotower.HISTORY_MOVIE: history_movie[rows],
+            twotower.HISTORY_LIKE: history_like[rows], **{name: values[columns] for name, values in catalogue.items()}}
+    keras_out = model.predict(feed, verbose=0)
+    keys = towers.keys(vectors)[rows, columns]
+    like, stars = towers.heads(vectors[rows], columns)
+    np.testing.assert_allclose(keys, keras_out[twotower.SCORE_OUTPUT][:, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(like, keras_out[twotower.LIKE_OUTPUT][:, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stars, keras_out[twotower.RATING_OUTPUT][:, 0], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(vectors[2], vectors[-1]), "a known user's id embedding moves their vector"
+
+
+def test_saved_model_loads_in_safe_mode_with_the_same_outputs(tmp_path):
+    model = randomized_model()
+    model.save(tmp_path / "model.keras")
+    loaded = M.load(tmp_path / "model.keras")
+    catalogue = literal_catalogue()
+    assert retrieval.is_twotower(loaded)
+    before = retrieval.TwoTower.from_model(model, catalogue)
+    after = retrieval.TwoTower.from_model(loaded, catalogue)
+    np.testing.assert_array_equal(before.movies, after.movies)
+    np.testing.assert_array_equal(before.user_vector.kernel, after.user_vector.kernel)
+
+
+def test_a_movie_outside_the_vocabulary_gets_the_least_popular_bias():
+    towers = retrieval.TwoTower.from_model(randomized_model(), literal_catalogue())
+    assert towers.movie_bias[0] == towers.movie_bias[1:].min()
+
+
+# --- the scorer ----------------------------------------------------------------------
+
+
+def scorer_and_users(model=None):
+    """The two-tower scorer over the literal catalogue (movieIds 100, 102, ...) and a batch of users."""
+    catalogue = literal_catalogue()
+    towers = retrieval.TwoTower.from_model(model or randomized_model(), catalogue)
+    movie_ids = 100 + 2 * np.arange(40)
+    scorer = scoring.TwoTowerScorer(towers, movie_ids, catalogue[C.MOVIE_IDX][:, 0].astype(np.int64))
+    users = pd.DataFrame({
+        C.USER_ID: [1, 2, 3, 4],
+        C.USER_IDX: [3, 0, 0, 5],
+        scoring.WATCHED: [[100, 104, 130], [102, 140, 150, 160], [170, 176], []],
+        scoring.LIKED: [[104], [140, 150], [], []],
+    })
+    return scorer, users
+
+
+def test_two_tower_lists_equal_a_full_sort_and_never_hold_a_watched_movie():
+    scorer, users = scorer_and_users()
+    lists = scoring.recommend_batch(scorer, users, 10, block=3)
+    _, rows, cols, liked = scoring.watched_positions(users, scorer.movie_ids)
+    keys = scorer.towers.keys(scorer.vectors(scoring.Block(users[C.USER_IDX].to_numpy(), rows, cols, liked)))
+    for row, (user, watched) in enumerate(zip(users[C.USER_ID], users[scoring.WATCHED])):
+        eligible = np.flatnonzero(~np.isin(scorer.movie_ids, watched))
+        order = eligible[np.lexsort((eligible, -keys[row, eligible]))][:10]
+        got = lists[lists[C.USER_ID] == user]
+        assert got[C.MOVIE_ID].tolist() == scorer.movie_ids[order].tolist()
+        assert got[scoring.RANK].tolist() == list(range(1, 11))
+        assert not set(got[C.MOVIE_ID]) & set(watched)
+
+
+def test_users_outside_the_sample_get_lists_from_their_histories():
+    scorer, users = scorer_and_users()
+    lists = scoring.top_k_lists(scorer, users, 10, block=4)
+    assert lists[2].tolist() != lists[3].tolist(), "two unknown users with different histories"
+    swapped = users.assign(**{scoring.WATCHED: [users[scoring.WATCHED][i] for i in (0, 2, 1, 3)],
+                              scoring.LIKED: [users[scoring.LIKED][i] for i in (0, 2, 1, 3)]})
+    again = scoring.top_k_lists(scorer, swapped, 10, block=4)
+    assert again[2].tolist() == lists[3].tolist() and again[3].tolist() == lists[2].tolist(), (
+        "an unknown user's list is a function of their history alone"
+    )
+
+
+def test_a_twotower_block_can_be_scored_from_liked_flags_alone():
+    """Liking a watched movie or not changes the vector: the history's labels are read."""
+    scorer, users = scorer_and_users()
+    flipped = users.assign(**{scoring.LIKED: [[100, 130], [102], [170, 176], []]})
+    first = scoring.recommend_batch(scorer, users, 10, block=4)
+    second = scoring.recommend_batch(scorer, flipped, 10, block=4)
+    assert not np.allclose(first[scoring.SCORE].to_numpy(), second[scoring.SCORE].to_numpy())
+
+
+# --- the jobs -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tower_model(prepared_small, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("towers") / "model"
+    load_job("train").main(["--data", str(prepared_small), "--output", str(output), *TINY_TOWERS])
+    return output
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_the_training_job_trains_and_validates_by_ranking(tower_model, prepared_small):
+    document = read_json(tower_model / "metrics.json")
+    assert document["model"] == "twotower" and document["monitor"] == "val_ndcg@10"
+    assert [entry["epoch"] for entry in document["history"]] == [0, 1]
+    assert all(0 < entry["val_ndcg@10"] < 1 and 0.5 < entry["val_like_auc"] < 1 for entry in document["history"])
+    like = document["test"][twotower.LIKE_OUTPUT]
+    assert like["rows"] == read_json(prepared_small / "manifest.json")["rows"]["test"]
+    assert like["accuracy"] > document["test"]["baselines"]["majority_accuracy"]
+    assert 0 < document["test"][twotower.RATING_OUTPUT]["rmse"] < 1.3
+    assert retrieval.is_twotower(M.load(tower_model / "model.keras"))
+    assert not (tower_model / "importance.json").exists()
+    assert (tower_model / "figures" / "training.png").stat().st_size > 10_000
+
+
+def test_a_killed_two_tower_run_resumes_to_the_uninterrupted_result(tower_model, prepared_small, tmp_path,
+                                                                     monkeypatch):
+    output = tmp_path / "model"
+
+    class Interrupt(RuntimeError):
+        pass
+
+    class DiesInSecondEpoch(callbacks.RowsPerSecond):
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            if self.model.optimizer.iterations.numpy() > self.params["steps"] + 3:
+                raise Interrupt("killed")
+
+    job = load_job("train")
+    monkeypatch.setattr(fitting, "RowsPerSecond", DiesInSecondEpoch)
+    with pytest.raises(Interrupt):
+        job.main(["--data", str(prepared_small), "--output", str(output), *TINY_TOWERS])
+    assert callbacks.resumed_epoch(output.with_name("model.backup")) == 1
+    monkeypatch.undo()
+    resumed = job.main(["--data", str(prepared_small), "--output", str(output), *TINY_TOWERS])
+    uninterrupted = read_json(tower_model / "metrics.json")
+    strip = [{k: v for k, v in e.items() if k != "rows_per_s"} for e in uninterrupted["history"]]
+    assert [{k: v for k, v in e.items() if k != "rows_per_s"} for e in resumed["history"]] == strip
+    assert resumed["test"] == uninterrupted["test"]
+
+
+def test_scoring_every_user_with_the_two_tower_model(tower_model, prepared_small, tmp_path):
+    output = tmp_path / "scores"
+    document = load_job("score").main(["--data", str(prepared_small), "--model", str(tower_model),
+                                       "--output", str(output), "--set", "users=all"])
+    assert document["path"]["kernel"] == "dot" and document["path"]["output"] == twotower.SCORE_OUTPUT
+    assert document["users"]["scored"] == 610 and document["users"]["without_history"] == 0
+    recs = pq.read_table(output / "recommendations").to_pandas()
+    assert len(recs) == 6100
+    watched = pq.read_table(prepared_small / "interactions", columns=[C.USER_ID, C.MOVIE_ID]).to_pandas()
+    assert recs.merge(watched, on=[C.USER_ID, C.MOVIE_ID]).empty
+
+
+def test_evaluating_the_two_tower_model_classifies_as_the_training_job_did(tower_model, prepared_small, tmp_path):
+    document = load_job("evaluate").main(["--data", str(prepared_small), "--model", str(tower_model),
+                                          "--output", str(tmp_path / "evaluation"), "--set", "baselines=popular"])
+    ours = document["models"]["deep"]
+    trained = read_json(tower_model / "metrics.json")["test"][twotower.LIKE_OUTPUT]
+    assert ours["classification"]["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-9)
+    assert ours["classification"]["auc"] == pytest.approx(trained["auc"], abs=1e-9)
+    assert ours["details"]["ranking_output"] == twotower.SCORE_OUTPUT
+    assert 0 < ours["ranking"]["ndcg@10"] < 1
+
+
+def test_validation_ndcg_is_the_evaluations_protocol_on_the_holdout():
+    """ranking_ndcg on a literal case: one user, relevant column ranked first by construction."""
+    model = randomized_model()
+    catalogue = towertrain.Catalogue(literal_catalogue(), np.arange(40) - (np.arange(40) == 0))
+    towers = retrieval.TwoTower.from_model(model, catalogue.inputs)
+    histories = literal_histories()
+    keys = towers.keys(towertrain.user_vectors(towers, histories, np.array([4])))[0]
+    own = histories.movies[histories.offsets[4] : histories.offsets[5]]
+    keys[own] = -np.inf
+    best = int(np.argmax(keys))
+    assert towertrain.ranking_ndcg(towers, histories, catalogue, np.array([4]), {4: np.array([best])}, 10) == 1.0

@@ -1,4 +1,4 @@
-"""Evaluate the deep model against implicit ALS, EASE, most-popular, explicit ALS and logistic regression on test.
+"""Evaluate our model against implicit ALS, EASE, most-popular, explicit ALS and logistic regression on test.
 
     spark-submit --properties-file conf/spark/local.conf jobs/evaluate.py \
         --data data/demo/prepared --model data/demo/model --output data/demo/evaluation \
@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
         paths = {"data": args.data, "model": args.model, "output": args.output}
         document = evaluation.document(spark, evaluated, data, config, paths, timer)
         evaluation.load(spark, document, staging)
-    for name, verdict in document["deep_minus_baseline"].items():
-        log.info("deep vs %s: accuracy %+.4f, ndcg@%d %+.4f", name, verdict["accuracy"], config.k, verdict[f"ndcg@{config.k}"])
+    for name, verdict in document["model_minus_baseline"].items():
+        log.info("%s vs %s: accuracy %+.4f, ndcg@%d %+.4f", document["evaluated_model"], name, verdict["accuracy"],
+                 config.k, verdict[f"ndcg@{config.k}"])
     for name, reason in document["skipped"].items():
         log.info("%s skipped: %s", name, reason)
     users = document["split"]["users_evaluated"]

@@ -21,6 +21,7 @@ import scipy.sparse
 from pyspark.sql import DataFrame
 
 from sparkrec import columns as C
+from sparkrec import scoring
 from sparkrec.baselines import Calibrated, Calibration, RankingCarveOut, Skipped, Tuned, calibrate, search
 from sparkrec.runinfo import get_logger
 
@@ -42,8 +43,23 @@ class Ease(Calibrated):
         self.tuned = tuned
 
     def scores(self, user_idx: np.ndarray) -> np.ndarray:
-        item_scores = np.asarray(self.history[user_idx] @ self.weights)
-        scores = np.zeros((len(user_idx), len(self.movie_ids)), dtype=np.float32)
+        return self._catalogue_scores(np.asarray(self.history[user_idx] @ self.weights))
+
+    def keys(self, block: scoring.Block) -> np.ndarray:
+        """Scores from the block's watched movies, whoever the users are: a user EASE was not fitted on
+        (the evaluation's held-out users) is scored from their history like any other."""
+        items = self.columns[block.watched_cols]
+        known = items >= 0
+        rows = scipy.sparse.csr_matrix(
+            (np.ones(int(known.sum()), dtype=np.float32), (block.watched_rows[known], items[known])),
+            shape=(len(block.user_idx), self.weights.shape[0]),
+        )
+        keys = self._catalogue_scores(np.asarray(rows @ self.weights))
+        keys[block.watched_rows, block.watched_cols] = -np.inf
+        return keys
+
+    def _catalogue_scores(self, item_scores: np.ndarray) -> np.ndarray:
+        scores = np.zeros((len(item_scores), len(self.movie_ids)), dtype=np.float32)
         known = self.columns >= 0
         scores[:, known] = item_scores[:, self.columns[known]]
         return scores

@@ -1,4 +1,4 @@
-"""Evaluation: our deep model against the baselines on the test split, in one run.
+"""Evaluation: our model (deep, twotower or paper) against the baselines on the test split, in one run.
 
 Two questions are asked of every model, on the same rows:
 
@@ -40,10 +40,12 @@ from sparkrec.runinfo import StageTimer, library_versions
 matplotlib.use("Agg")  # headless: drivers on clusters have no display
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the backend)
 
-DEEP = "deep"
 # Strongest first: the two top-N baselines, then popularity, the rating regressor and the paper's "standard ML".
 BASELINES = ("als_implicit", "ease", "popular", "als", "logistic")
 RANKING_TUNED = ("als_implicit", "ease")
+# The baselines that can rank a user they were not fitted on: EASE from the user's history,
+# most-popular for anyone. Our model ranks them too (the two-tower model from their history).
+HELD_OUT_BASELINES = ("ease", "popular")
 PREPARED_TABLES = ("train", "test")
 THRESHOLDED = ("accuracy", "precision", "recall", "f1")
 LISTED_POPULARITY = "train_ratings_per_listed_movie"
@@ -62,6 +64,7 @@ class EvaluateConfig:
     k: int = 10
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     eval_users: str = "all"
+    held_out_users: int = 0
     seed: int = 42
     validation_fraction: float = 0.1
     popular_prior: float = 2.0
@@ -92,6 +95,8 @@ class EvaluateConfig:
             raise ConfigError(f"baselines: unknown {unknown}, expected some of {list(BASELINES)}")
         if self.eval_users != "all" and (not self.eval_users.isdigit() or int(self.eval_users) < 1):
             raise ConfigError(f"eval_users: expected a positive integer or 'all', got {self.eval_users!r}")
+        if self.held_out_users < 0:
+            raise ConfigError(f"held_out_users: expected 0 (none) or a positive integer, got {self.held_out_users}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"validation_fraction: expected a value in (0, 1), got {self.validation_fraction}")
         grids = {"als_ranks": self.als_ranks, "als_reg_params": self.als_reg_params,
@@ -135,6 +140,7 @@ class EvalData:
     relevant: dict[int, set]  # userId -> liked test movieIds
     train_ratings: dict[int, int]  # movieId -> its number of train ratings
     manifest: dict  # prepare's
+    held_out: HeldOut | None = None  # users outside the training sample (held_out_users > 0)
 
     @property
     def vocab_sizes(self) -> dict[str, int]:
@@ -146,6 +152,18 @@ class EvalData:
 
 
 @dataclass
+class HeldOut:
+    """Users outside prepare's sample, each split by prepare's own rule into a history and test ratings.
+
+    The model never trained on them: it sees their history only (`users`, user_idx 0).
+    """
+
+    users: pd.DataFrame  # userId, user_idx (0), watched and liked: their history's movies
+    relevant: dict[int, set]  # userId -> liked test movieIds
+    ratings: dict[str, int]  # history / test rating counts
+
+
+@dataclass
 class Deep:
     """Our trained model: the like output for classification, the scoring job's scorer for ranking (plan.output)."""
 
@@ -154,7 +172,7 @@ class Deep:
     plan: scoring.Plan
     inputs: scoring.Inputs
     batch_size: int
-    name: str = DEEP
+    name: str  # the model's own name (twotower, deep, paper): its row in every table
     histories: pd.DataFrame | None = None  # EvalData.users: what a two-tower model places each user by
 
     def classify(self, rows: DataFrame) -> pd.DataFrame:
@@ -207,9 +225,10 @@ def load_deep(spark: SparkSession, data_dir: str, model_dir: str, config: Evalua
     """The model through the scoring job's checks (files, vocabularies, embedding sizes) and scorer."""
     inputs = scoring.extract(spark, data_dir, model_dir, timer)
     plan = scoring.plan(inputs, scoring.ScoreConfig(), timer)
+    loaded = scoring.load_keras_model(inputs.model_bytes)
     # A two-tower model classifies through its towers' arrays (Deep.tower_probabilities).
-    model = scoring.scored_model(scoring.load_keras_model(inputs.model_bytes), CLASSIFIED_OUTPUT)
-    return Deep(model, scoring.build_scorer(plan.payload), plan, inputs, config.predict_batch_size)
+    model = scoring.scored_model(loaded, CLASSIFIED_OUTPUT)
+    return Deep(model, scoring.build_scorer(plan.payload), plan, inputs, config.predict_batch_size, loaded.name)
 
 
 def evaluated_users(spark: SparkSession, test: DataFrame, config: EvaluateConfig) -> DataFrame:
@@ -240,6 +259,35 @@ def rating_counts(train: DataFrame) -> dict[int, int]:
     return {int(movie): int(n) for movie, n in train.groupBy(C.MOVIE_ID).count().toPandas().itertuples(index=False)}
 
 
+def held_out_users(spark: SparkSession, data_dir: str, movies: DataFrame, user_vocab: DataFrame, manifest: dict,
+                   config: EvaluateConfig) -> HeldOut | None:
+    """A seeded sample of `held_out_users` users of interactions/ outside the sample, split as prepare splits.
+
+    None when every user with a rating was sampled.
+    """
+    outside = spark.read.parquet(f"{data_dir}/interactions").join(user_vocab.select(C.USER_ID), C.USER_ID, "left_anti")
+    chosen = sampling.sample_users(outside, config.held_out_users, config.seed)
+    if not chosen:
+        return None
+    schema = T.StructType([T.StructField(C.USER_ID, T.IntegerType(), False)])
+    rows = outside.join(F.broadcast(spark.createDataFrame([(u,) for u in chosen], schema)), C.USER_ID, "left_semi")
+    prepare = manifest["config"]
+    if prepare["split"] == "random":
+        split = sampling.split_random(rows, prepare["test_fraction"], prepare["seed"])
+    else:
+        split = sampling.split_temporal(rows, prepare["test_fraction"])
+    split = split.cache()
+    history, test = sampling.train_rows(split), sampling.test_rows(split)
+    labels = test.select(C.USER_ID, C.MOVIE_ID, C.LIKE).toPandas()
+    relevant = relevant_sets(labels)
+    watched = scoring.watched_sets(history, movies)
+    users = scoring.scoring_input(watched, user_vocab, "all", 0).orderBy(C.USER_ID).toPandas()
+    users = users[users[C.USER_ID].isin(relevant)].reset_index(drop=True)
+    counts = {"history_ratings": int(history.count()), "test_ratings": len(labels)}
+    split.unpersist()
+    return HeldOut(users, relevant, counts)
+
+
 def load_data(spark: SparkSession, data_dir: str, config: EvaluateConfig) -> EvalData:
     """Read the split; only the evaluated users' test rows, user table and labels reach the driver."""
     check_prepared(spark, data_dir)
@@ -250,6 +298,8 @@ def load_data(spark: SparkSession, data_dir: str, config: EvaluateConfig) -> Eva
     movies = spark.read.parquet(f"{data_dir}/movies")
     user_vocab = spark.read.parquet(f"{data_dir}/vocab/user")
     labels = test.select(C.USER_ID, C.MOVIE_ID, C.LIKE).toPandas()
+    manifest = json.loads(storage.read_text(spark, f"{data_dir}/manifest.json"))
+    held = held_out_users(spark, data_dir, movies, user_vocab, manifest, config) if config.held_out_users else None
     return EvalData(
         train=train,
         test=test,
@@ -260,7 +310,8 @@ def load_data(spark: SparkSession, data_dir: str, config: EvaluateConfig) -> Eva
         labels=labels,
         relevant=relevant_sets(labels),
         train_ratings=rating_counts(train),
-        manifest=json.loads(storage.read_text(spark, f"{data_dir}/manifest.json")),
+        manifest=manifest,
+        held_out=held,
     )
 
 
@@ -341,9 +392,10 @@ def classification(labels: pd.DataFrame, predictions: pd.DataFrame) -> dict[str,
     return report
 
 
-def ranking_quality(lists: dict[int, np.ndarray], data: EvalData, k: int) -> dict[str, float]:
-    """The @k metrics of one model's lists, its catalogue coverage and how mainstream its lists are."""
-    quality = ranking.mean_ranking_metrics(lists, data.relevant, k)
+def ranking_quality(lists: dict[int, np.ndarray], data: EvalData, k: int, relevant: dict | None = None) -> dict:
+    """The @k metrics of one model's lists (against `relevant`, by default the test split's), its catalogue
+    coverage and how mainstream its lists are."""
+    quality = ranking.mean_ranking_metrics(lists, data.relevant if relevant is None else relevant, k)
     quality[f"coverage@{k}"] = ranking.catalogue_coverage(lists, len(data.catalogue), k)
     quality[f"{LISTED_POPULARITY}@{k}"] = ranking.mean_popularity(lists, data.train_ratings, k)
     return quality
@@ -356,7 +408,13 @@ def measure(model, data: EvalData, config: EvaluateConfig, timer: StageTimer) ->
     with timer.stage(f"{model.name}_rank"):
         lists = scoring.top_k_lists(model.scorer(), data.users, config.k, config.block_users)
         ranked = ranking_quality(lists, data, config.k)
-    return {"classification": classified, "ranking": ranked, "details": model.details()}
+    measured = {"classification": classified, "ranking": ranked, "details": model.details()}
+    held = data.held_out
+    if held is not None and (model.name not in BASELINES or model.name in HELD_OUT_BASELINES):
+        with timer.stage(f"{model.name}_held_out"):
+            lists = scoring.top_k_lists(model.scorer(), held.users, config.k, config.block_users)
+            measured["held_out_ranking"] = ranking_quality(lists, data, config.k, held.relevant)
+    return measured
 
 
 def split_summary(data: EvalData) -> dict:
@@ -371,6 +429,9 @@ def split_summary(data: EvalData) -> dict:
         "train_like_rate": train_rate,
         "test_like_rate": float(data.labels[C.LIKE].mean()),
         "majority_accuracy": float((data.labels[C.LIKE] == majority).mean()),
+        "held_out": None if data.held_out is None else {
+            "users_with_liked_test_movie": len(data.held_out.users), **data.held_out.ratings,
+        },
     }
 
 
@@ -389,7 +450,7 @@ def transform(spark: SparkSession, data: EvalData, deep: Deep, config: EvaluateC
     ALS checkpoints into `checkpoint_dir` (on the output's filesystem, so that
     every executor reaches it), removed once the baselines are fitted.
     """
-    models, skipped = {DEEP: measure(deep, data, config, timer)}, {}
+    models, skipped = {deep.name: measure(deep, data, config, timer)}, {}
     carve_out = None
     if set(config.baselines) & set(RANKING_TUNED):
         with timer.stage("carve_out"):
@@ -413,14 +474,12 @@ def targets(k: int) -> tuple[tuple[str, str, str], ...]:
 
 
 def comparison(results: dict[str, dict], k: int) -> dict[str, dict]:
-    """Deep minus each baseline on the two target metrics, and whether deep is ahead on both."""
-    deep = results[DEEP]
+    """Our model (the first of `results`) minus each baseline on the two target metrics, and whether it is ahead on both."""
+    ours, *others = results
     verdicts = {}
-    for name, result in results.items():
-        if name == DEEP:
-            continue
-        margins = {metric: deep[group][metric] - result[group][metric] for group, metric, _ in targets(k)}
-        verdicts[name] = {**margins, "deep_better_on_both": all(m > 0 for m in margins.values())}
+    for name in others:
+        margins = {metric: results[ours][group][metric] - results[name][group][metric] for group, metric, _ in targets(k)}
+        verdicts[name] = {**margins, "better_on_both": all(m > 0 for m in margins.values())}
     return verdicts
 
 
@@ -442,7 +501,8 @@ def document(spark: SparkSession, evaluated: Evaluated, data: EvalData, config: 
         "split": split_summary(data),
         "models": evaluated.models,
         "skipped": evaluated.skipped,
-        "deep_minus_baseline": comparison(evaluated.models, config.k),
+        "evaluated_model": next(iter(evaluated.models)),
+        "model_minus_baseline": comparison(evaluated.models, config.k),
         "config": to_dict(config),
         "prepare_config": data.manifest.get("config"),
         "seed": config.seed,
@@ -485,17 +545,17 @@ def _margin(verdict: dict, baseline: dict, group: str, metric: str, label: str) 
     return f"{label} {margin:+.4f}{relative}"
 
 
-def _verdict_lines(verdicts: dict, results: dict, k: int) -> list[str]:
-    """A plain sentence of which baselines `deep` is behind and by how much, then every margin."""
+def _verdict_lines(ours: str, verdicts: dict, results: dict, k: int) -> list[str]:
+    """A plain sentence of which baselines our model is behind and by how much, then every margin."""
     behind = []
     for name, verdict in verdicts.items():
         lost = [_margin(verdict, results[name], *target) for target in targets(k) if verdict[target[1]] <= 0]
         if lost:
             behind.append(f"{name} ({'; '.join(lost)})")
     if behind:
-        lines = [f"**`deep` is behind** {', '.join(behind)}.", ""]
+        lines = [f"**`{ours}` is behind** {', '.join(behind)}.", ""]
     else:
-        lines = [f"`deep` is ahead of every baseline on accuracy and NDCG@{k}.", ""]
+        lines = [f"`{ours}` is ahead of every baseline on accuracy and NDCG@{k}.", ""]
     for name, verdict in verdicts.items():
         parts = [f"{_margin(verdict, results[name], *target)} ({'ahead' if verdict[target[1]] > 0 else 'behind'})"
                  for target in targets(k)]
@@ -525,13 +585,13 @@ def _grid_lines(results: dict) -> list[str]:
 
 
 def report(doc: dict) -> str:
-    """report.md: the two tables, deep's margins over each baseline, the baselines' grids."""
+    """report.md: the two tables, our model's margins over each baseline, the baselines' grids."""
     k, split, results = doc["k"], doc["split"], doc["models"]
     lines = [
         "# Recommendation quality",
         "",
         f"Data `{doc['data']}`, model `{doc['model']}` (classifies with its `{CLASSIFIED_OUTPUT}` output, ranks with "
-        f"its `{results[DEEP]['details']['ranking_output']}` output). {split['users_evaluated']:,} users, "
+        f"its `{results[doc['evaluated_model']]['details']['ranking_output']}` output). {split['users_evaluated']:,} users, "
         f"{split['test_rows']:,} test ratings ({split['test_like_rate']:.1%} liked), "
         f"{split['catalogue_movies']:,} catalogue movies. Majority-class accuracy {split['majority_accuracy']:.4f}.",
         "",
@@ -548,9 +608,10 @@ def report(doc: dict) -> str:
         "",
         f"Mean train ratings of a listed movie (how mainstream the lists are): {_popularity_line(results, k)}.",
         "",
-        "## Deep model minus each baseline",
+        *_held_out_lines(doc),
+        f"## `{doc['evaluated_model']}` minus each baseline",
         "",
-        *_verdict_lines(doc["deep_minus_baseline"], results, k),
+        *_verdict_lines(doc["evaluated_model"], doc["model_minus_baseline"], results, k),
         "",
         "## Baseline settings (validation carve-out of train)",
         "",
@@ -559,6 +620,30 @@ def report(doc: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _held_out_lines(doc: dict) -> list[str]:
+    """The held-out users' ranking table, each model's trained-user NDCG beside it; nothing when not asked for."""
+    held, k = doc["split"]["held_out"], doc["k"]
+    if held is None:
+        return []
+    results = {name: result for name, result in doc["models"].items() if "held_out_ranking" in result}
+    columns = ranking_columns(k)[:4]
+    lines = [
+        f"## Top-{k} for users outside the training sample",
+        "",
+        f"{held['users_with_liked_test_movie']:,} users the model never trained on, with a liked test movie, each split "
+        f"by prepare's rule into a history ({held['history_ratings']:,} ratings) and test ({held['test_ratings']:,}). "
+        "Each model ranks the catalogue minus the user's history, knowing only that history; the last column is the "
+        "same model's NDCG on the trained users above.",
+        "",
+        "| model | " + " | ".join(label for _, label in columns) + f" | NDCG@{k}, trained users |",
+        "| --- |" + " ---: |" * (len(columns) + 1),
+    ]
+    for name, result in results.items():
+        cells = [f"{result['held_out_ranking'][key]:.4f}" for key, _ in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {result['ranking'][f'ndcg@{k}']:.4f} |")
+    return lines + [""]
 
 
 def _bars(axis, results: dict, group: str, columns: tuple[tuple[str, str], ...], title: str) -> None:

@@ -52,7 +52,7 @@ PRESETS = {
 class TrainConfig:
     """Settings of jobs/train.py; conf/train.yaml documents each one."""
 
-    model: Literal["paper", "deep", "twotower"] = "deep"
+    model: Literal["paper", "deep", "twotower"] = "twotower"
     epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None

@@ -19,8 +19,10 @@ SHARED_DATA = Path(os.environ.get("SPARKREC_SHARED_DATA", ROOT.parent / "shared"
 ML_SMALL = SHARED_DATA / "ml-latest-small"
 
 
-# jobs/train.py settings for a small, quick deep model: tests of the jobs, not of the model's quality.
+# jobs/train.py settings for a small, quick deep model: tests of the jobs, not of the model's quality
+# (tests/test_twotower.py trains the default two-tower model).
 TINY_TRAIN = [
+    "--set", "model=deep",
     "--set", "epochs=2",
     "--set", "embedding_dim=16",
     "--set", "hidden_units=32",

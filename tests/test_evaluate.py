@@ -166,7 +166,7 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
     for name in MODELS[1:]:
         assert f"- vs {name}: accuracy" in report
         assert f"- {name}: chosen " in report or name == "popular"
-    margins = document["deep_minus_baseline"]
+    margins = document["model_minus_baseline"]
     behind = [name for name in MODELS[1:] if min(margins[name]["accuracy"], margins[name]["ndcg@10"]) <= 0]
     assert ("**`deep` is behind** " in report) == bool(behind)
     if behind:
@@ -176,7 +176,7 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
     assert not Path(f"{evaluated}.staging").exists()
     assert not Path(evaluated / "_checkpoints").exists(), "ALS's checkpoints are removed before the commit"
     without_ease = {**document, "models": {n: r for n, r in document["models"].items() if n != "ease"},
-                    "deep_minus_baseline": {n: v for n, v in margins.items() if n != "ease"},
+                    "model_minus_baseline": {n: v for n, v in margins.items() if n != "ease"},
                     "skipped": {"ease": "train rates 9,999 movies, above ease_max_items=10"}}
     assert "- ease: **skipped**, train rates 9,999 movies, above ease_max_items=10\n" in evaluation.report(without_ease)
 
@@ -345,6 +345,29 @@ def test_ease_weights_are_the_closed_form_with_a_zero_diagonal():
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_allclose(ease.weights(gram, 7.0), expected, atol=1e-12)
     np.testing.assert_allclose(ease.weights(gram.astype(np.float32), 7.0), expected, atol=1e-5)
+
+
+def test_ease_ranks_a_block_from_its_watched_movies_as_from_its_fitted_history():
+    """keys(block) reads the block's watched cells; for users it was fitted on they are its history."""
+    rng = np.random.default_rng(2)
+    pairs = pd.DataFrame({C.USER_IDX: rng.integers(1, 6, 80), C.MOVIE_IDX: rng.integers(1, 30, 80)}).drop_duplicates()
+    matrix = ease.Matrix(pairs, users=6)
+    catalogue = pd.DataFrame({C.MOVIE_ID: np.arange(100, 140), C.MOVIE_IDX: np.r_[np.arange(0, 35), np.zeros(5, int)]})
+    model = ease.Ease(catalogue[C.MOVIE_ID].to_numpy(), matrix.history, ease.weights(matrix.gram(), 3.0),
+                      matrix.columns(catalogue))
+    users = np.array([1, 3, 5])
+    rows, cols = [], []
+    for row, user in enumerate(users):
+        movies = np.sort(pairs[pairs[C.USER_IDX] == user][C.MOVIE_IDX].to_numpy())
+        rows += [row] * len(movies)
+        cols += np.searchsorted(catalogue[C.MOVIE_IDX].to_numpy()[:35], movies).tolist()
+    block = scoring.Block(users, np.array(rows), np.array(cols), np.zeros(len(rows), bool))
+    expected = model.scores(users)
+    expected[block.watched_rows, block.watched_cols] = -np.inf
+    np.testing.assert_allclose(model.keys(block), expected, rtol=1e-6)
+    # The user index plays no part: users EASE was not fitted on are ranked the same way.
+    unknown = scoring.Block(np.zeros(3, np.int64), block.watched_rows, block.watched_cols, block.watched_liked)
+    np.testing.assert_allclose(model.keys(unknown), expected, rtol=1e-6)
 
 
 def test_calibration_recovers_a_known_logistic_link():

@@ -248,6 +248,7 @@ def test_scoring_every_user_with_the_two_tower_model(tower_model, prepared_small
                                        "--output", str(output), "--set", "users=all"])
     assert document["path"]["kernel"] == "dot" and document["path"]["output"] == twotower.SCORE_OUTPUT
     assert document["users"]["scored"] == 610 and document["users"]["without_history"] == 0
+    assert 0 < document["worker_user_vector_cpu_s"] < document["worker_cpu_s"]
     recs = pq.read_table(output / "recommendations").to_pandas()
     assert len(recs) == 6100
     watched = pq.read_table(prepared_small / "interactions", columns=[C.USER_ID, C.MOVIE_ID]).to_pandas()
@@ -257,7 +258,8 @@ def test_scoring_every_user_with_the_two_tower_model(tower_model, prepared_small
 def test_evaluating_the_two_tower_model_classifies_as_the_training_job_did(tower_model, prepared_small, tmp_path):
     document = load_job("evaluate").main(["--data", str(prepared_small), "--model", str(tower_model),
                                           "--output", str(tmp_path / "evaluation"), "--set", "baselines=popular"])
-    ours = document["models"]["deep"]
+    assert document["evaluated_model"] == "twotower" and list(document["models"]) == ["twotower", "popular"]
+    ours = document["models"]["twotower"]
     trained = read_json(tower_model / "metrics.json")["test"][twotower.LIKE_OUTPUT]
     assert ours["classification"]["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-9)
     assert ours["classification"]["auc"] == pytest.approx(trained["auc"], abs=1e-9)
@@ -276,3 +278,31 @@ def test_validation_ndcg_is_the_evaluations_protocol_on_the_holdout():
     keys[own] = -np.inf
     best = int(np.argmax(keys))
     assert towertrain.ranking_ndcg(towers, histories, catalogue, np.array([4]), {4: np.array([best])}, 10) == 1.0
+
+
+@pytest.fixture(scope="module")
+def half_sample(ml_small, prepare_job, tmp_path_factory) -> tuple[Path, Path]:
+    """prepare with 300 of ml-latest-small's 610 users sampled, and a tiny two-tower model trained on it."""
+    root = tmp_path_factory.mktemp("half")
+    prepare_job.main(["--input", str(ml_small), "--output", str(root / "prepared"), "--set", "sample_users=300"])
+    load_job("train").main(["--data", str(root / "prepared"), "--output", str(root / "model"), *TINY_TOWERS])
+    return root / "prepared", root / "model"
+
+
+def test_held_out_users_are_ranked_from_their_histories(half_sample, tmp_path):
+    prepared, model = half_sample
+    output = tmp_path / "evaluation"
+    document = load_job("evaluate").main([
+        "--data", str(prepared), "--model", str(model), "--output", str(output),
+        "--set", "baselines=ease,popular", "--set", "held_out_users=200",
+    ])
+    held = document["split"]["held_out"]
+    assert 0 < held["users_with_liked_test_movie"] <= 200 and held["history_ratings"] > 5 * held["test_ratings"]
+    assert set(document["models"]) == {"twotower", "ease", "popular"}
+    # That their lists depend on their histories is test_users_outside_the_sample_get_lists_from_their_histories;
+    # a two-epoch model's lists are too close to popularity to show it here.
+    for name in ("twotower", "ease", "popular"):
+        held_out = document["models"][name]["held_out_ranking"]
+        assert 0 < held_out["ndcg@10"] < 1 and held_out["ndcg@10"] != document["models"][name]["ranking"]["ndcg@10"]
+    report = (output / "report.md").read_text()
+    assert "## Top-10 for users outside the training sample" in report and "| twotower | " in report

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 
 from sparkrec import columns as C
 
@@ -98,14 +99,15 @@ class TwoTower:
         users = len(user_idx)
         owner = np.repeat(np.arange(users), np.diff(offsets))
         present = (movies != C.UNKNOWN_INDEX).astype(np.float32)
-        rows = self.history_embedding[movies] * present[:, None]
+        rows = self.history_embedding[movies]
         pooled = []
         counts = []
         for weight in (present * likes, present * (1.0 - likes)):
-            total = np.zeros((users, rows.shape[1]), np.float32)
-            np.add.at(total, owner, rows * weight[:, None])
-            count = np.bincount(owner, weights=weight, minlength=users).astype(np.float32)
-            pooled.append(total / np.maximum(count, 1.0)[:, None])
+            # A sparse (users x ratings) product sums each user's rows: np.add.at took 60% of the
+            # full-scale score stage's CPU.
+            sums = scipy.sparse.csr_matrix((weight, (owner, np.arange(len(movies)))), shape=(users, len(movies)))
+            count = np.asarray(sums.sum(axis=1), dtype=np.float32).reshape(-1)
+            pooled.append(np.asarray(sums @ rows, dtype=np.float32) / np.maximum(count, 1.0)[:, None])
             counts.append(np.log1p(count)[:, None])
         user_id = self.user_embedding[user_idx] * (user_idx != C.UNKNOWN_INDEX)[:, None]
         features = np.concatenate(pooled + counts + [user_id], axis=1)

@@ -75,6 +75,7 @@ class ScoreConfig:
     output_name: str = "auto"
     arrow_batch_users: int = 2048
     block_users: int = 4
+    tower_block_users: int = 256
     generic_batch_pairs: int = 65536
     partitions: int = 0
     export: str = "none"
@@ -84,7 +85,7 @@ class ScoreConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
-        positive = ("top_k", "arrow_batch_users", "block_users", "generic_batch_pairs")
+        positive = ("top_k", "arrow_batch_users", "block_users", "tower_block_users", "generic_batch_pairs")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
@@ -1113,7 +1114,8 @@ def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConf
     }
     payload = spark.sparkContext.broadcast(plan.payload)
     counters = WorkerCounters.create(spark)
-    scored = recommend(frame, payload, plan.payload.key, config.top_k, config.block_users, counters)
+    block = config.tower_block_users if plan.payload.towers is not None else config.block_users
+    scored = recommend(frame, payload, plan.payload.key, config.top_k, block, counters)
     return Scored(with_movie_details(scored, inputs.movies), counts, partitions, counters, cached)
 
 

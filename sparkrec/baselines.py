@@ -33,7 +33,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparkrec import columns as C
-from sparkrec import ranking, sampling, scoring
+from sparkrec import metrics, ranking, sampling, scoring
 from sparkrec.runinfo import get_logger
 
 # Columns of the frames `classify` returns.
@@ -209,10 +209,6 @@ def search(
 # --- calibration ----------------------------------------------------------------
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 @dataclass(frozen=True)
 class Calibration:
     """P(like) = sigmoid(intercept + slope x score): Platt's logistic calibration of a model's score."""
@@ -230,7 +226,7 @@ class Calibration:
         z = np.column_stack([np.ones_like(x), (x - mean) / scale])
         w = np.zeros(2)
         for _ in range(iterations):
-            p = _sigmoid(z @ w)
+            p = metrics.sigmoid(z @ w)
             gradient = z.T @ (p - y) + 1e-6 * len(y) * np.array([0.0, w[1]])
             hessian = (z * (p * (1 - p))[:, None]).T @ z + 1e-6 * len(y) * np.diag([0.0, 1.0])
             step = np.linalg.solve(hessian + 1e-12 * np.eye(2), gradient)
@@ -240,7 +236,7 @@ class Calibration:
         return cls(slope=float(w[1] / scale), intercept=float(w[0] - w[1] * mean / scale))
 
     def probability(self, scores: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.intercept + self.slope * np.asarray(scores, dtype=np.float64))
+        return metrics.sigmoid(self.intercept + self.slope * np.asarray(scores, dtype=np.float64))
 
 
 # --- the shared interface -----------------------------------------------------

@@ -272,11 +272,7 @@ def held_out_users(spark: SparkSession, data_dir: str, movies: DataFrame, user_v
     schema = T.StructType([T.StructField(C.USER_ID, T.IntegerType(), False)])
     rows = outside.join(F.broadcast(spark.createDataFrame([(u,) for u in chosen], schema)), C.USER_ID, "left_semi")
     prepare = manifest["config"]
-    if prepare["split"] == "random":
-        split = sampling.split_random(rows, prepare["test_fraction"], prepare["seed"])
-    else:
-        split = sampling.split_temporal(rows, prepare["test_fraction"])
-    split = split.cache()
+    split = sampling.split(rows, prepare["split"], prepare["test_fraction"], prepare["seed"]).cache()
     history, test = sampling.train_rows(split), sampling.test_rows(split)
     labels = test.select(C.USER_ID, C.MOVIE_ID, C.LIKE).toPandas()
     relevant = relevant_sets(labels)
@@ -626,6 +622,9 @@ def _held_out_lines(doc: dict) -> list[str]:
     """The held-out users' ranking table, each model's trained-user NDCG beside it; nothing when not asked for."""
     held, k = doc["split"]["held_out"], doc["k"]
     if held is None:
+        if doc["config"]["held_out_users"]:
+            return [f"## Top-{k} for users outside the training sample", "",
+                    "None: prepare sampled every user with a rating (held_out_users needs a smaller sample_users).", ""]
         return []
     results = {name: result for name, result in doc["models"].items() if "held_out_ranking" in result}
     columns = ranking_columns(k)[:4]

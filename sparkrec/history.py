@@ -116,27 +116,24 @@ def _batch(histories: Histories, permuted: np.ndarray, fold: np.ndarray, users: 
         targets.append(ratings[in_fold])
         history.append(ratings[~in_fold][:max_history])
     history_movie, history_like = _padded(histories, history, histories.likes)
-    target_movie, target_like = _padded(histories, targets, histories.likes)
-    _, target_rating = _padded(histories, targets, histories.ratings)
+    target_movie, target_like, target_rating = _padded(histories, targets, histories.likes, histories.ratings)
     user_idx = np.where(keep_id, users, C.UNKNOWN_INDEX).astype(np.int32)
     return Batch(user_idx, history_movie, history_like, target_movie, target_like, target_rating)
 
 
-def _padded(histories: Histories, rows: list[np.ndarray], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(movie, value) arrays of shape (len(rows), longest row), PAD and 0 past each row's end."""
+def _padded(histories: Histories, rows: list[np.ndarray], *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(movie, *values) arrays of shape (len(rows), longest row), PAD and 0 past each row's end."""
     width = max(1, max(len(row) for row in rows))
     movie = np.full((len(rows), width), PAD, np.int32)
-    value = np.zeros((len(rows), width), np.float32)
+    values = [np.zeros((len(rows), width), np.float32) for _ in columns]
     for i, row in enumerate(rows):
         movie[i, : len(row)] = histories.movies[row]
-        value[i, : len(row)] = values[row]
-    return movie, value
+        for value, column in zip(values, columns):
+            value[i, : len(row)] = column[row]
+    return (movie, *values)
 
 
-def user_history(histories: Histories, users: np.ndarray, max_history: int | None = None) -> tuple[np.ndarray, ...]:
+def user_history(histories: Histories, users: np.ndarray) -> tuple[np.ndarray, ...]:
     """Padded (history_movie, history_like) of whole histories: what the model ranks from."""
-    rows = []
-    for user in users:
-        row = np.arange(histories.offsets[user], histories.offsets[user + 1])
-        rows.append(row if max_history is None else row[-max_history:])
+    rows = [np.arange(histories.offsets[user], histories.offsets[user + 1]) for user in users]
     return _padded(histories, rows, histories.likes)

@@ -15,6 +15,11 @@ import numpy as np
 EPSILON = 1e-7
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function; the tanh form never overflows, unlike 1 / (1 + exp(-x)) in float32."""
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
+
+
 def _flat(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1)
 

@@ -82,7 +82,6 @@ INPUT_VOCABULARY = {name: INDEX_VOCABULARY[cols[0]] for name, cols in INPUT_COLU
 PAPER_VOCAB_SIZES = {"user": 5000, "movie": 13470, "genre": 100, "year": 2500}
 PAPER_INPUTS = (C.USER_IDX, C.MOVIE_IDX, C.GENRE1_IDX, C.GENRE2_IDX, C.YEAR_IDX)
 DEEP_INPUTS = (C.USER_IDX, C.MOVIE_IDX, C.YEAR_IDX, GENRE_FLAGS, TAG_IDX)
-RATING_RANGE = C.RATING_RANGE
 
 
 @keras.saving.register_keras_serializable(package="sparkrec")
@@ -224,7 +223,7 @@ def build_deep_model(
     metrics = {LIKE_OUTPUT: like_metrics()}
     if rating_weight > 0:
         stars = layers.Dense(1, activation="sigmoid")(x)
-        outputs[RATING_OUTPUT] = Rescale(*RATING_RANGE, name=RATING_OUTPUT)(stars)
+        outputs[RATING_OUTPUT] = Rescale(*C.RATING_RANGE, name=RATING_OUTPUT)(stars)
         losses[RATING_OUTPUT] = "mse"
         loss_weights[RATING_OUTPUT] = rating_weight
         metrics[RATING_OUTPUT] = [keras.metrics.RootMeanSquaredError(name="rmse")]

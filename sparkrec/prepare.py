@@ -236,9 +236,7 @@ def to_split_schema(frame: DataFrame, seed: int, files: int) -> DataFrame:
 
 
 def split(indexed: DataFrame, config: PrepareConfig) -> DataFrame:
-    if config.split == "random":
-        return sampling.split_random(indexed, config.test_fraction, config.seed)
-    return sampling.split_temporal(indexed, config.test_fraction)
+    return sampling.split(indexed, config.split, config.test_fraction, config.seed)
 
 
 def catalogue(indexed_movies: DataFrame) -> DataFrame:

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse
 
 from sparkrec import columns as C
+from sparkrec import metrics
 
 
 # The saved model's name and its user-side inputs and ranking output (sparkrec.twotower builds them).
@@ -35,10 +36,6 @@ def is_twotower(model) -> bool:
 
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0, out=x)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
 @dataclass
@@ -123,7 +120,7 @@ class TwoTower:
         """(P(like), predicted stars) of each (user vector, catalogue column) row."""
         movies = self.movies[columns]
         hidden = _relu(self.head_hidden(np.concatenate([vectors, movies, vectors * movies], axis=1)))
-        like = _sigmoid(self.like_logit(hidden)[:, 0].astype(np.float64))
+        like = metrics.sigmoid(self.like_logit(hidden)[:, 0].astype(np.float64))
         low, high = C.RATING_RANGE
-        stars = _sigmoid(self.rating_unit(hidden)[:, 0].astype(np.float64)) * (high - low) + low
+        stars = metrics.sigmoid(self.rating_unit(hidden)[:, 0].astype(np.float64)) * (high - low) + low
         return like, stars

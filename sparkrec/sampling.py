@@ -44,6 +44,13 @@ def split_temporal(frame: DataFrame, test_fraction: float) -> DataFrame:
     return frame.withColumn(IS_TEST, F.row_number().over(newest_first) <= n_test)
 
 
+def split(frame: DataFrame, method: str, test_fraction: float, seed: int) -> DataFrame:
+    """The rule prepare splits by (its `split` setting): "random" or "temporal"."""
+    if method == "random":
+        return split_random(frame, test_fraction, seed)
+    return split_temporal(frame, test_fraction)
+
+
 def test_rows(split: DataFrame) -> DataFrame:
     return split.filter(F.col(IS_TEST)).drop(IS_TEST)
 

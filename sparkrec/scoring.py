@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkrec import columns as C
-from sparkrec import retrieval, storage, vocab
+from sparkrec import metrics, retrieval, storage, vocab
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.runinfo import StageTimer, library_versions
 
@@ -102,15 +102,10 @@ class ScoreConfig:
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # The tanh form never overflows, unlike 1 / (1 + exp(-x)) in float32.
-    return 0.5 + 0.5 * np.tanh(0.5 * x)
-
-
 _ELEMENTWISE = {
     "linear": lambda x: x,
     "relu": lambda x: np.maximum(x, 0),
-    "sigmoid": _sigmoid,
+    "sigmoid": metrics.sigmoid,
     "tanh": np.tanh,
 }
 
@@ -334,6 +329,8 @@ class Block:
 class FastScorer:
     """The fast path: a numpy kernel over the factorized tables."""
 
+    vector_seconds = 0.0  # it has no user tower
+
     def __init__(self, model: Factorized, movie_ids: np.ndarray):
         self.kernel = kernel_for(model)
         self.tail = model.tail
@@ -374,6 +371,7 @@ class KerasScorer:
     """The generic path: the (single-output) Keras model on every unwatched (user, movie) pair."""
 
     tail = ()
+    vector_seconds = 0.0  # it has no user tower
 
     def __init__(self, model, catalogue: dict[str, np.ndarray], movie_ids: np.ndarray, batch_pairs: int):
         self.model = model
@@ -399,7 +397,9 @@ class KerasScorer:
 def _cells(lists: pd.Series, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows, columns) of each user's listed movies in the catalogue, sorted by row then column.
 
-    Movies absent from the catalogue cannot be recommended anyway and are dropped.
+    Sorted so that what is summed over a user's movies (a two-tower user vector) does not depend
+    on the order Spark collected them in. Movies absent from the catalogue cannot be recommended
+    anyway and are dropped.
     """
     lengths = lists.map(len).to_numpy(dtype=np.int64)
     ids = np.concatenate([np.asarray(w, dtype=np.int64) for w in lists]) if lengths.sum() else np.empty(0, np.int64)
@@ -872,12 +872,12 @@ def recommend(frame: DataFrame, payload, key: tuple, k: int, block: int, counter
         # CPU time, not wall time: on a shared machine it still says what the scoring costs.
         started = time.process_time()
         scorer = worker_scorer(key, payload, counters.loads)
-        vectors_before = getattr(scorer, "vector_seconds", 0.0)
+        vectors_before = scorer.vector_seconds
         for batch in users:
             counters.batches.add(1)
             yield recommend_batch(scorer, batch, k, block)
         counters.cpu_seconds.add(time.process_time() - started)
-        counters.vector_seconds.add(getattr(scorer, "vector_seconds", 0.0) - vectors_before)
+        counters.vector_seconds.add(scorer.vector_seconds - vectors_before)
 
     return frame.mapInPandas(score_batches, SCORED_SCHEMA)
 
@@ -1028,14 +1028,14 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
         loaded = load_keras_model(inputs.model_bytes)
     except (ValueError, OSError, TypeError) as exc:
         raise ScoreError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
+    model_key = (inputs.model_dir, inputs.model_sha256, inputs.data_dir)
     if retrieval.is_twotower(loaded):
-        return _twotower_plan(loaded, inputs, config)
+        return _twotower_plan(loaded, inputs, config, model_key)
     output = output_for(loaded, config.output_name)
     model = scored_model(loaded, output)
     check_embeddings(model, inputs.vocab_sizes)
     catalogue = catalogue_inputs(model, inputs.catalogue)
     movie_ids = inputs.catalogue[C.MOVIE_ID].to_numpy(dtype=np.int64)
-    model_key = (inputs.model_dir, inputs.model_sha256, inputs.data_dir)
     reason = "path=generic was asked for"
     if config.path != "generic":
         try:
@@ -1059,7 +1059,7 @@ def _plan(inputs: Inputs, config: ScoreConfig) -> Plan:
     return Plan("generic", reason, "keras", output, payload)
 
 
-def _twotower_plan(model, inputs: Inputs, config: ScoreConfig) -> Plan:
+def _twotower_plan(model, inputs: Inputs, config: ScoreConfig, model_key: tuple) -> Plan:
     """A two-tower model ranks by its score output, a dot product: the movie side is computed here, once."""
     if config.path == "generic":
         raise ScoreError("path=generic: a two-tower model is scored by its towers (path auto or fast)")
@@ -1075,7 +1075,7 @@ def _twotower_plan(model, inputs: Inputs, config: ScoreConfig) -> Plan:
                              f"{inputs.vocab_sizes[vocabulary]} indices")
     movie_ids = inputs.catalogue[C.MOVIE_ID].to_numpy(dtype=np.int64)
     payload = Payload(
-        (inputs.model_dir, inputs.model_sha256, inputs.data_dir, "fast", retrieval.SCORE_OUTPUT), movie_ids,
+        model_key + ("fast", retrieval.SCORE_OUTPUT), movie_ids,
         towers=towers, movie_idx=inputs.catalogue[C.MOVIE_IDX].to_numpy(dtype=np.int64),
     )
     reason = "a two-tower model: user vector . movie vector + movie bias, the user vector from the history"

@@ -129,7 +129,7 @@ def user_vectors(towers: TwoTower, histories: Histories, users: np.ndarray) -> n
 def ranking_ndcg(towers: TwoTower, histories: Histories, catalogue: Catalogue, users: np.ndarray,
                  relevant: dict[int, np.ndarray], k: int, block: int = 256) -> float:
     """Mean NDCG@k of `users` ranking the catalogue minus their history, against their `relevant` columns."""
-    scores = []
+    lists = {}
     for start in range(0, len(users), block):
         chosen = users[start : start + block]
         keys = towers.keys(user_vectors(towers, histories, chosen))
@@ -138,9 +138,8 @@ def ranking_ndcg(towers: TwoTower, histories: Histories, catalogue: Catalogue, u
         columns = catalogue.column_of[movies]
         keys[rows[columns >= 0], columns[columns >= 0]] = -np.inf
         row, column, _, _ = top_k(keys, k)
-        for i, user in enumerate(chosen):
-            scores.append(ranking.ndcg_at_k(column[row == i], set(relevant[int(user)].tolist()), k))
-    return float(np.mean(scores))
+        lists.update({int(user): column[row == i] for i, user in enumerate(chosen)})
+    return ranking.mean_ranking_metrics(lists, {user: relevant[user] for user in lists}, k)[f"ndcg@{k}"]
 
 
 def head_predictions(towers: TwoTower, histories: Histories, catalogue: Catalogue,

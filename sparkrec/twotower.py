@@ -168,19 +168,10 @@ def movie_table(catalogue: dict[str, np.ndarray], movie_vocab: int) -> dict[str,
     return table
 
 
-def _row_l2(embeddings, indices) -> tf.Tensor:
-    """Mean squared norm of the looked-up rows of an embedding table (index 0 excluded): a sparse gradient."""
-    flat = tf.reshape(indices, [-1])
-    rows = tf.gather(embeddings, flat)
-    present = tf.cast(tf.not_equal(flat, C.UNKNOWN_INDEX), rows.dtype)
-    return tf.reduce_sum(tf.reduce_sum(tf.square(rows), axis=-1) * present) / tf.maximum(tf.reduce_sum(present), 1.0)
-
-
 def _masked_mean(values, weights):
     return tf.reduce_sum(values * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-@keras.saving.register_keras_serializable(package="sparkrec")
 class Trainer(keras.Model):
     """Trains a two-tower model's layers with a softmax over every movie of the vocabulary.
 
@@ -189,12 +180,12 @@ class Trainer(keras.Model):
     = the weighted mean of -log softmax over the targets (a liked target
     weighs 1, a disliked one `dislike_weight`); the like head's binary
     cross-entropy and the rating head's squared error over the targets, with
-    weights `like_weight` and `rating_weight`. L2 applies to the embedding rows
-    a step looks up only, so each step's embedding gradient stays sparse.
+    weights `like_weight` and `rating_weight`. There is no L2 term: on the
+    embedding rows a step looks up it did not help (docs/results.md).
     """
 
     def __init__(self, pair: keras.Model, table: dict[str, np.ndarray], dislike_weight: float = 0.0,
-                 like_weight: float = 1.0, rating_weight: float = 0.5, l2: float = 0.0, **kwargs):
+                 like_weight: float = 1.0, rating_weight: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         self.pair = pair
         self.users, self.movies, self.head = parts(pair)
@@ -202,7 +193,6 @@ class Trainer(keras.Model):
         self.dislike_weight = dislike_weight
         self.like_weight = like_weight
         self.rating_weight = rating_weight
-        self.l2 = l2
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "rank_loss", "like_loss", "rating_loss")}
         self.like_accuracy = keras.metrics.BinaryAccuracy(name="like_accuracy")
         # Its layers are the pair model's, built already: BackupAndRestore needs a built model.
@@ -241,12 +231,7 @@ class Trainer(keras.Model):
         like_loss = _masked_mean(cross_entropy, flat_present)
         rating_loss = _masked_mean(tf.square(tf.reshape(rating, [-1]) - tf.reshape(batch["target_rating"], [-1])),
                                    flat_present)
-        regularization = self.l2 * (
-            _row_l2(self.users.get_layer("user_embedding").embeddings, user)
-            + _row_l2(self.users.get_layer("history_embedding").embeddings, history)
-            + _row_l2(self.movies.get_layer("movie_embedding").embeddings, targets)
-        )
-        total = rank_loss + self.like_weight * like_loss + self.rating_weight * rating_loss + regularization
+        total = rank_loss + self.like_weight * like_loss + self.rating_weight * rating_loss
         probability = tf.sigmoid(tf.reshape(like_logit, [-1]))
         return total, {"rank_loss": rank_loss, "like_loss": like_loss, "rating_loss": rating_loss}, (
             flat_like, probability, flat_present)

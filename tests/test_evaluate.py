@@ -179,6 +179,9 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
                     "model_minus_baseline": {n: v for n, v in margins.items() if n != "ease"},
                     "skipped": {"ease": "train rates 9,999 movies, above ease_max_items=10"}}
     assert "- ease: **skipped**, train rates 9,999 movies, above ease_max_items=10\n" in evaluation.report(without_ease)
+    asked = {**document, "config": {**document["config"], "held_out_users": 5}}
+    assert "None: prepare sampled every user with a rating" in evaluation.report(asked), "prepare sampled all 610"
+    assert "users outside the training sample" not in report
 
 
 def test_metrics_are_in_range_and_models_beat_the_majority_class(evaluated, prepared_small):

@@ -32,6 +32,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,8 +64,7 @@ def random_model(kind: str, data: Path, target: Path) -> Path:
 
     vocab_sizes = json.loads((data / "manifest.json").read_text())["vocab_sizes"]
     keras.utils.set_random_seed(0)
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
+    target.mkdir()
     built = model.build_paper_model(vocab_sizes) if kind == "paper" else twotower.build(vocab_sizes)
     built.save(target / "model.keras")
     shutil.copytree(data / "vocab", target / "vocab")
@@ -114,7 +114,6 @@ def als_recommend_for_all(data: Path, output: Path, rank: int) -> tuple[int, int
               seed=0, coldStartStrategy="drop")
     fitted = als.fit(ratings)
     users, movies = fitted.userFactors.count(), fitted.itemFactors.count()
-    shutil.rmtree(output, ignore_errors=True)
     started = time.perf_counter()
     fitted.recommendForAllUsers(10).write.parquet(str(output))
     seconds = time.perf_counter() - started
@@ -125,14 +124,19 @@ def als_recommend_for_all(data: Path, output: Path, rank: int) -> tuple[int, int
 def main() -> None:
     args = parse_args()
     data, work = Path(args.data).resolve(), Path(args.work).resolve()
-    towers = Path(args.model).resolve() if args.model else random_model("twotower", data, work / "twotower-model")
-    paper = random_model("paper", data, work / "paper-model")
+    work.mkdir(parents=True, exist_ok=True)
+    # The random models and ALS's output go in a directory of this run's own, deleted at the end: nothing
+    # already under --work is removed (the score jobs' outputs there are replaced only if they are theirs).
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=work))
+    towers = Path(args.model).resolve() if args.model else random_model("twotower", data, scratch / "twotower-model")
+    paper = random_model("paper", data, scratch / "paper-model")
     print(f"cores {os.cpu_count()}, load average before {os.getloadavg()[0]:.1f}", flush=True)
     ours, ours_wall = score(data, towers, work / "twotower", ["users=all", *args.overrides])
     fast, fast_wall = score(data, paper, work / "fast", ["users=all", "path=fast", *args.overrides])
     generic_settings = ["users=all", "path=generic", f"limit_users={args.generic_users}", *args.overrides]
     generic, generic_wall = score(data, paper, work / "generic", generic_settings)
-    als_users, als_movies, als_seconds = als_recommend_for_all(data, work / "als", args.als_rank)
+    als_users, als_movies, als_seconds = als_recommend_for_all(data, scratch / "als", args.als_rank)
+    shutil.rmtree(scratch)
     print(f"load average after {os.getloadavg()[0]:.1f}; stage timings (s) of the two-tower run: {ours['timings_s']}")
     ours_rate, _ = describe("towers", ours, ours_wall)
     fast_rate, fast_cpu = describe("fast", fast, fast_wall)

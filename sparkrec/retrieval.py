@@ -26,7 +26,7 @@ from sparkrec import metrics
 MODEL_NAME = "twotower"
 HISTORY_MOVIE = "history_movie"
 HISTORY_LIKE = "history_like"
-USER_INPUTS = (C.USER_IDX, HISTORY_MOVIE, HISTORY_LIKE)
+USER_INPUTS = (HISTORY_MOVIE, HISTORY_LIKE)
 SCORE_OUTPUT = "score"
 
 
@@ -52,7 +52,6 @@ class TwoTower:
     """A trained two-tower model as arrays; `movies` and `movie_bias` are rows of the scored catalogue."""
 
     history_embedding: np.ndarray  # movie_idx -> row
-    user_embedding: np.ndarray  # user_idx -> row
     user_hidden: Dense
     user_vector: Dense
     head_hidden: Dense
@@ -79,8 +78,7 @@ class TwoTower:
         if unknown.any() and not unknown.all():
             bias[unknown] = bias[~unknown].min()
         return cls(
-            history_embedding=users.get_layer("history_embedding").get_weights()[0].astype(np.float32),
-            user_embedding=users.get_layer("user_embedding").get_weights()[0].astype(np.float32),
+            history_embedding=users.get_layer("history_pool").get_weights()[0].astype(np.float32),
             user_hidden=dense(users, "user_hidden"),
             user_vector=dense(users, "user_vector"),
             head_hidden=dense(head, "head_hidden"),
@@ -90,10 +88,9 @@ class TwoTower:
             movie_bias=bias,
         )
 
-    def user_vectors(self, user_idx: np.ndarray, offsets: np.ndarray, movies: np.ndarray,
-                     likes: np.ndarray) -> np.ndarray:
+    def user_vectors(self, offsets: np.ndarray, movies: np.ndarray, likes: np.ndarray) -> np.ndarray:
         """(users, d): the user tower on each user's whole history (CSR `offsets` over `movies`/`likes`)."""
-        users = len(user_idx)
+        users = len(offsets) - 1
         owner = np.repeat(np.arange(users), np.diff(offsets))
         present = (movies != C.UNKNOWN_INDEX).astype(np.float32)
         rows = self.history_embedding[movies]
@@ -106,8 +103,7 @@ class TwoTower:
             count = np.asarray(sums.sum(axis=1), dtype=np.float32).reshape(-1)
             pooled.append(np.asarray(sums @ rows, dtype=np.float32) / np.maximum(count, 1.0)[:, None])
             counts.append(np.log1p(count)[:, None])
-        user_id = self.user_embedding[user_idx] * (user_idx != C.UNKNOWN_INDEX)[:, None]
-        features = np.concatenate(pooled + counts + [user_id], axis=1)
+        features = np.concatenate(pooled + counts, axis=1)
         return self.user_vector(_relu(self.user_hidden(features))).astype(np.float32)
 
     def keys(self, vectors: np.ndarray) -> np.ndarray:

@@ -356,8 +356,7 @@ class TwoTowerScorer:
     def vectors(self, block: Block) -> np.ndarray:
         started = time.process_time()
         history = self.movie_idx[block.watched_cols]
-        vectors = self.towers.user_vectors(block.user_idx, block.offsets, history,
-                                           block.watched_liked.astype(np.float32))
+        vectors = self.towers.user_vectors(block.offsets, history, block.watched_liked.astype(np.float32))
         self.vector_seconds += time.process_time() - started
         return vectors
 
@@ -1068,11 +1067,10 @@ def _twotower_plan(model, inputs: Inputs, config: ScoreConfig, model_key: tuple)
                          f"{retrieval.SCORE_OUTPUT!r} output (set auto)")
     catalogue = catalogue_inputs(model, inputs.catalogue)
     towers = retrieval.TwoTower.from_model(model, catalogue)
-    for table, vocabulary in (("user_embedding", "user"), ("history_embedding", "movie")):
-        rows = len(getattr(towers, table))
-        if rows != inputs.vocab_sizes[vocabulary]:
-            raise ScoreError(f"model/vocabulary mismatch: {table} has {rows} rows, vocab/{vocabulary} has "
-                             f"{inputs.vocab_sizes[vocabulary]} indices")
+    rows = len(towers.history_embedding)
+    if rows != inputs.vocab_sizes["movie"]:
+        raise ScoreError(f"model/vocabulary mismatch: history_embedding has {rows} rows, vocab/movie has "
+                         f"{inputs.vocab_sizes['movie']} indices")
     movie_ids = inputs.catalogue[C.MOVIE_ID].to_numpy(dtype=np.int64)
     payload = Payload(
         model_key + ("fast", retrieval.SCORE_OUTPUT), movie_ids,

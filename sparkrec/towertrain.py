@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from sparkrec import columns as C
 from sparkrec import metrics, ranking, twotower
+from sparkrec.candidates import Sampler
 from sparkrec.dataset import Feed, Holdout, Prepared
 from sparkrec.fitting import Fitting
 from sparkrec.history import Histories, example_count, fold_examples
@@ -84,7 +85,7 @@ class ExampleFeed:
     max_history: int
     batch_size: int
     seed: int
-    user_id_dropout: float
+    sampler: Sampler | None = None
 
     @property
     def steps(self) -> int:
@@ -92,15 +93,26 @@ class ExampleFeed:
 
     def batches(self, epoch: int):
         rng = np.random.default_rng([self.seed, epoch])
+        # Its own stream: the examples are the same with or without sampled candidates.
+        candidate_rng = np.random.default_rng([self.seed, epoch, 1])
         for batch in fold_examples(self.histories, self.folds, self.max_targets, self.max_history,
-                                   self.batch_size, rng, self.user_id_dropout):
-            yield batch.arrays()
+                                   self.batch_size, rng):
+            if self.sampler is None:
+                yield batch.arrays()
+            else:
+                yield {**batch.arrays(), **self.sampler.sample(batch, candidate_rng).arrays()}
 
-    @staticmethod
-    def signature() -> dict[str, tf.TensorSpec]:
-        padded = {name: tf.TensorSpec((None, None), tf.int32 if name.endswith("movie") else tf.float32, name=name)
-                  for name in ("history_movie", "history_like", "target_movie", "target_like", "target_rating")}
-        return {C.USER_IDX: tf.TensorSpec((None,), tf.int32, name=C.USER_IDX), **padded}
+    def signature(self) -> dict[str, tf.TensorSpec]:
+        int32 = ("history_movie", "target_movie", "target_position", "history_position", "candidate_movie")
+        padded = ["history_movie", "history_like", "target_movie", "target_like", "target_rating"]
+        if self.sampler is not None:
+            padded += ["target_position", "history_position"]
+        spec = {name: tf.TensorSpec((None, None), tf.int32 if name in int32 else tf.float32, name=name)
+                for name in padded}
+        if self.sampler is not None:
+            spec["candidate_movie"] = tf.TensorSpec((None,), tf.int32, name="candidate_movie")
+            spec["candidate_log_q"] = tf.TensorSpec((None,), tf.float32, name="candidate_log_q")
+        return spec
 
     def dataset(self, first_epoch: int, epochs: int) -> tf.data.Dataset:
         signature = self.signature()
@@ -123,7 +135,7 @@ def user_rows(histories: Histories, users: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def user_vectors(towers: TwoTower, histories: Histories, users: np.ndarray) -> np.ndarray:
-    return towers.user_vectors(users, *user_rows(histories, users))
+    return towers.user_vectors(*user_rows(histories, users))
 
 
 def ranking_ndcg(towers: TwoTower, histories: Histories, catalogue: Catalogue, users: np.ndarray,
@@ -208,8 +220,10 @@ def fitting(model: keras.Model, prepared: Prepared, config: TrainConfig) -> Fitt
         rating_weight=config.tower_rating_weight,
     )
     trainer.compile(optimizer=adam(config.learning_rate, config.ema_momentum))
+    sampler = (Sampler.of(fit_histories, prepared.vocab_sizes["movie"], config.sampled_negatives)
+               if config.sampled_negatives else None)
     feed = ExampleFeed(fit_histories, config.folds, config.max_targets, config.max_history, config.batch_size,
-                       config.seed, config.user_id_dropout)
+                       config.seed, sampler)
     validation = RankingValidation(model, fit_histories, catalogue, held, VALIDATION_K, config.validation_users,
                                    config.seed)
     train_like_rate = float(np.concatenate([fit_part[C.LIKE], held[C.LIKE]]).mean())

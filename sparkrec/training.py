@@ -74,10 +74,10 @@ class TrainConfig:
     folds: int = 10
     max_targets: int = 64
     max_history: int = 512
-    user_id_dropout: float = 0.5
     dislike_weight: float = 1.0
     like_weight: float = 1.0
     tower_rating_weight: float = 0.5
+    sampled_negatives: int = 2048
     validation_users: int = 2000
     validation_fraction: float = 0.05
     monitor: Literal["accuracy", "auc", "loss", "ndcg"] | None = None
@@ -110,7 +110,7 @@ class TrainConfig:
             "tower_dim, tower_hidden, head_hidden, folds, max_targets, max_history and validation_users must be >= 1":
                 min(self.tower_dim, self.tower_hidden, self.head_hidden, self.folds, self.max_targets,
                     self.max_history, self.validation_users) >= 1,
-            "user_id_dropout must be in [0, 1]": 0 <= self.user_id_dropout <= 1,
+            "sampled_negatives must be >= 0": self.sampled_negatives >= 0,
             "dislike_weight, like_weight and tower_rating_weight must be >= 0":
                 min(self.dislike_weight, self.like_weight, self.tower_rating_weight) >= 0,
             "monitor ndcg is the two-tower model's (the others validate rated rows only)":

@@ -5,9 +5,10 @@ whole catalogue for a block of users is one matrix product. The like and
 rating heads read both vectors and their elementwise product.
 
 - User tower: the mean embedding of the movies the user liked, of those they
-  disliked, and the log of both counts, plus the user's id embedding (zero
-  for a user the model never trained on), through an MLP. A user outside the
-  training sample is placed by their history alone.
+  disliked, and the log of both counts, through an MLP. There is no user id
+  embedding: every user, trained on or not, is placed by their history alone
+  (an id embedding did not rank better, docs/results.md, and would leave
+  users outside the training sample with less than the others).
 - Movie tower: the movie's id embedding (zero for a movie outside the
   vocabulary), its genre flags, release year and top tags, through an MLP;
   computable once per catalogue movie from prepare's movies/ table.
@@ -16,10 +17,11 @@ rating heads read both vectors and their elementwise product.
 history, movie) pair per row with outputs `score`, `like` and `rating`, its
 towers and heads nested models named `user_tower`, `movie_tower`,
 `like_head`. `Trainer` trains those same layers with a softmax over the
-whole catalogue: each example is a user's history and a set of target movies
-(`sparkrec.history`), the targets' log-probability among every movie not in
-the history is the ranking loss, and the like and rating heads are trained
-on the targets' labels beside it.
+whole catalogue, or over sampled candidates (`sparkrec.candidates`): each
+example is a user's history and a set of target movies (`sparkrec.history`),
+the targets' log-probability among every movie not in the history is the
+ranking loss, and the like and rating heads are trained on the targets'
+labels beside it.
 """
 
 from __future__ import annotations
@@ -56,26 +58,43 @@ class IndexEmbedding(layers.Embedding):
 class HistoryPool(layers.Layer):
     """[mean liked row, mean disliked row, log(1 + liked count), log(1 + disliked count)] of a padded history.
 
-    Inputs: the embedded history (B, H, d), its movie indices (B, H; 0 is an
-    empty slot) and like labels (B, H). An empty group pools to zeros.
+    Inputs: the history's movie indices (B, H; 0 is an empty slot) and like
+    labels (B, H). The layer owns the history's embedding table and pools
+    only the filled slots (a gather and a segment sum), never the padded
+    (B, H, d) block: histories run from one rating to hundreds, and on ML-20M
+    the padded block made up most of a training step. An empty group pools
+    to zeros.
     """
 
+    def __init__(self, vocabulary: int, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary, self.dim = vocabulary, dim
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(shape=(self.vocabulary, self.dim), initializer="he_normal",
+                                          name="embeddings")
+
     def call(self, inputs):
-        rows, movies, likes = inputs
-        present = ops.cast(ops.not_equal(movies, C.UNKNOWN_INDEX), rows.dtype)
-        liked = present * likes
-        disliked = present * (1.0 - likes)
-        parts = []
-        for weight in (liked, disliked):
-            count = ops.sum(weight, axis=1, keepdims=True)
-            total = ops.sum(rows * ops.expand_dims(weight, -1), axis=1)
-            parts.append(total / ops.maximum(count, 1.0))
-        counts = [ops.log1p(ops.sum(weight, axis=1, keepdims=True)) for weight in (liked, disliked)]
-        return ops.concatenate(parts + counts, axis=-1)
+        movies, likes = inputs
+        users = tf.shape(movies)[0]
+        filled = tf.where(tf.not_equal(movies, C.UNKNOWN_INDEX))
+        owner = tf.cast(filled[:, 0], tf.int32)
+        liked = tf.cast(tf.gather_nd(likes, filled), self.compute_dtype)
+        rows = tf.gather(self.embeddings, tf.gather_nd(movies, filled))
+        liked_total = tf.math.unsorted_segment_sum(rows * liked[:, None], owner, users)
+        disliked_total = tf.math.unsorted_segment_sum(rows, owner, users) - liked_total
+        liked_count = tf.math.unsorted_segment_sum(liked, owner, users)[:, None]
+        disliked_count = tf.math.unsorted_segment_sum(1.0 - liked, owner, users)[:, None]
+        return tf.concat([
+            liked_total / tf.maximum(liked_count, 1.0), disliked_total / tf.maximum(disliked_count, 1.0),
+            tf.math.log1p(liked_count), tf.math.log1p(disliked_count),
+        ], axis=1)
 
     def compute_output_shape(self, input_shape):
-        rows = input_shape[0]
-        return (rows[0], 2 * rows[-1] + 2)
+        return (input_shape[0][0], 2 * self.dim + 2)
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary": self.vocabulary, "dim": self.dim}
 
 
 def _mlp(x, hidden: int, dim: int, name: str):
@@ -83,17 +102,11 @@ def _mlp(x, hidden: int, dim: int, name: str):
     return layers.Dense(dim, name=f"{name}_vector")(x)
 
 
-def user_tower(vocab_sizes: dict[str, int], dim: int, hidden: int, dropout: float = 0.0) -> keras.Model:
-    user = keras.Input(shape=(1,), dtype="int32", name=C.USER_IDX)
+def user_tower(vocab_sizes: dict[str, int], dim: int, hidden: int) -> keras.Model:
     movies = keras.Input(shape=(None,), dtype="int32", name=HISTORY_MOVIE)
     likes = keras.Input(shape=(None,), dtype="float32", name=HISTORY_LIKE)
-    rows = IndexEmbedding(vocab_sizes["movie"], dim, embeddings_initializer="he_normal", name="history_embedding")(movies)
-    pooled = HistoryPool(name="history_pool")([rows, movies, likes])
-    user_id = IndexEmbedding(vocab_sizes["user"], dim, embeddings_initializer="he_normal", name="user_embedding")(user)
-    features = layers.Concatenate(name="user_features")([pooled, layers.Reshape((dim,))(user_id)])
-    if dropout:
-        features = layers.Dropout(dropout, name="user_dropout")(features)
-    return keras.Model([user, movies, likes], _mlp(features, hidden, dim, "user"), name="user_tower")
+    features = HistoryPool(vocab_sizes["movie"], dim, name="history_pool")([movies, likes])
+    return keras.Model([movies, likes], _mlp(features, hidden, dim, "user"), name="user_tower")
 
 
 def movie_tower(vocab_sizes: dict[str, int], dim: int, hidden: int) -> keras.Model:
@@ -126,10 +139,9 @@ def like_head(dim: int, hidden: int) -> keras.Model:
     return keras.Model([user, movie], [like, Rescale(*C.RATING_RANGE, name="stars")(stars)], name="like_head")
 
 
-def build(vocab_sizes: dict[str, int], dim: int = 64, hidden: int = 256, head_hidden: int = 64,
-          dropout: float = 0.0) -> keras.Model:
+def build(vocab_sizes: dict[str, int], dim: int = 64, hidden: int = 256, head_hidden: int = 64) -> keras.Model:
     """The pair model that is saved: one (user history, movie) per row -> score, like, rating."""
-    users, movies = user_tower(vocab_sizes, dim, hidden, dropout), movie_tower(vocab_sizes, dim, hidden)
+    users, movies = user_tower(vocab_sizes, dim, hidden), movie_tower(vocab_sizes, dim, hidden)
     head = like_head(dim, head_hidden)
     inputs = {t.name: t for model in (users, movies) for t in _clone_inputs(model)}
     user_vector = users([inputs[name] for name in USER_INPUTS])
@@ -173,12 +185,14 @@ def _masked_mean(values, weights):
 
 
 class Trainer(keras.Model):
-    """Trains a two-tower model's layers with a softmax over every movie of the vocabulary.
+    """Trains a two-tower model's layers with a softmax over every movie of the vocabulary, or sampled ones.
 
     Per example: the user vector from the history, scores against every movie
-    index, the history's movies (and the unknown index) excluded; ranking loss
-    = the weighted mean of -log softmax over the targets (a liked target
-    weighs 1, a disliked one `dislike_weight`); the like head's binary
+    index (or, when the batch carries candidates, against those, each logit
+    minus its logQ correction), the history's movies (and the unknown index)
+    excluded; ranking loss = the weighted mean of -log softmax over the
+    targets (a liked target weighs 1, a disliked one `dislike_weight`); the
+    like and rating heads run on the filled target slots only: the like head's binary
     cross-entropy and the rating head's squared error over the targets, with
     weights `like_weight` and `rating_weight`. There is no L2 term: on the
     embedding rows a step looks up it did not help (docs/results.md).
@@ -205,36 +219,48 @@ class Trainer(keras.Model):
     def call(self, inputs, training=False):
         return self.users([inputs[name] for name in USER_INPUTS], training=training)
 
+    def candidates(self, batch):
+        """(movie-tower inputs, logit correction, target columns, history columns) of the softmax.
+
+        A full softmax's columns are the vocabulary's movie indices; a sampled
+        one's are the batch's candidates (`sparkrec.candidates`). Column 0 is
+        the unknown index either way.
+        """
+        if "candidate_movie" not in batch:
+            return self.table, 0.0, batch["target_movie"], batch[HISTORY_MOVIE]
+        rows = [tf.gather(column, batch["candidate_movie"]) for column in self.table]
+        return rows, batch["candidate_log_q"], batch["target_position"], batch["history_position"]
+
     def losses_of(self, batch, training: bool):
-        user = tf.reshape(batch[C.USER_IDX], (-1, 1))
-        history, history_like = batch[HISTORY_MOVIE], batch[HISTORY_LIKE]
+        history = batch[HISTORY_MOVIE]
         targets = batch["target_movie"]
-        user_vector = self.users([user, history, history_like], training=training)
-        movie_vectors, bias = self.movies(self.table, training=training)
-        logits = tf.matmul(user_vector, movie_vectors, transpose_b=True) + tf.transpose(bias)
-        rows = tf.broadcast_to(tf.range(tf.shape(history)[0])[:, None], tf.shape(history))
-        excluded = tf.scatter_nd(tf.stack([tf.reshape(rows, [-1]), tf.reshape(history, [-1])], axis=1),
-                                 tf.ones(tf.size(history)), tf.shape(logits))
-        excluded = tf.minimum(excluded + tf.one_hot(tf.zeros_like(rows[:, 0]), tf.shape(logits)[1]), 1.0)
-        log_probability = tf.nn.log_softmax(logits + EXCLUDED * excluded)
+        user_vector = self.users([history, batch[HISTORY_LIKE]], training=training)
+        movie_inputs, correction, target_columns, history_columns = self.candidates(batch)
+        movie_vectors, bias = self.movies(movie_inputs, training=training)
+        logits = tf.matmul(user_vector, movie_vectors, transpose_b=True) + tf.transpose(bias) - correction
+        # Only the filled history slots that are columns: padding is most of a batch's slots.
+        history_cells = tf.where(tf.not_equal(history_columns, 0))
+        cells = tf.stack([tf.cast(history_cells[:, 0], tf.int32), tf.gather_nd(history_columns, history_cells)], axis=1)
+        excluded = tf.minimum(tf.scatter_nd(cells, tf.ones(tf.shape(cells)[0]), tf.shape(logits)), 1.0)
+        unknown = tf.one_hot(0, tf.shape(logits)[1])
+        log_probability = tf.nn.log_softmax(logits + EXCLUDED * (excluded + unknown))
         present = tf.cast(tf.not_equal(targets, C.UNKNOWN_INDEX), tf.float32)
         like = batch["target_like"]
         weight = present * (like + self.dislike_weight * (1.0 - like))
-        rank_loss = -_masked_mean(tf.gather(log_probability, targets, batch_dims=1), weight)
-        target_vectors = tf.gather(movie_vectors, targets)
-        flat_users = tf.reshape(tf.broadcast_to(user_vector[:, None, :], tf.shape(target_vectors)),
-                                (-1, user_vector.shape[-1]))
-        like_logit, rating = self.head([flat_users, tf.reshape(target_vectors, (-1, user_vector.shape[-1]))],
-                                       training=training)
-        flat_present, flat_like = tf.reshape(present, [-1]), tf.reshape(like, [-1])
-        cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(flat_like, tf.reshape(like_logit, [-1]))
-        like_loss = _masked_mean(cross_entropy, flat_present)
-        rating_loss = _masked_mean(tf.square(tf.reshape(rating, [-1]) - tf.reshape(batch["target_rating"], [-1])),
-                                   flat_present)
+        rank_loss = -_masked_mean(tf.gather(log_probability, target_columns, batch_dims=1), weight)
+        # The heads run on the filled target slots only.
+        target_cells = tf.where(tf.not_equal(targets, C.UNKNOWN_INDEX))
+        flat_users = tf.gather(user_vector, target_cells[:, 0])
+        flat_targets = tf.gather(movie_vectors, tf.gather_nd(target_columns, target_cells))
+        like_logit, rating = self.head([flat_users, flat_targets], training=training)
+        flat_like = tf.gather_nd(like, target_cells)
+        like_logit = tf.reshape(like_logit, [-1])
+        like_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(flat_like, like_logit))
+        stars = tf.gather_nd(batch["target_rating"], target_cells)
+        rating_loss = tf.reduce_mean(tf.square(tf.reshape(rating, [-1]) - stars))
         total = rank_loss + self.like_weight * like_loss + self.rating_weight * rating_loss
-        probability = tf.sigmoid(tf.reshape(like_logit, [-1]))
         return total, {"rank_loss": rank_loss, "like_loss": like_loss, "rating_loss": rating_loss}, (
-            flat_like, probability, flat_present)
+            flat_like, tf.sigmoid(like_logit))
 
     def train_step(self, batch):
         with tf.GradientTape() as tape:
@@ -244,5 +270,5 @@ class Trainer(keras.Model):
         self.trackers["loss"].update_state(total)
         for name, value in parts_.items():
             self.trackers[name].update_state(value)
-        self.like_accuracy.update_state(like[0], like[1], sample_weight=like[2])
+        self.like_accuracy.update_state(like[0], like[1])
         return {metric.name: metric.result() for metric in self.metrics}

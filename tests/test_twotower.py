@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 
 from sparkrec import callbacks, fitting, retrieval, scoring, towertrain, twotower
 from sparkrec import columns as C
 from sparkrec import model as M
+from sparkrec.candidates import Candidates, Sampler
 from sparkrec.history import Histories, example_count, fold_counts, fold_examples, user_history
 
 from conftest import load_job
@@ -63,13 +65,59 @@ def test_every_rating_is_a_target_once_per_epoch_and_never_in_its_own_history():
     assert fold_counts(np.array([0, 1, 2, 5, 30, 39]), 4, 8).tolist() == [0, 1, 2, 4, 4, 5]
 
 
-def test_history_cap_and_user_id_dropout():
+def test_history_cap_and_seeded_examples():
     histories = literal_histories()
-    batches = list(fold_examples(histories, 2, 64, 5, 100, np.random.default_rng(1), user_id_dropout=1.0))
+    batches = list(fold_examples(histories, 2, 64, 5, 100, np.random.default_rng(1)))
     assert all((b.history_movie != 0).sum(axis=1).max() <= 5 for b in batches)
-    assert all((b.user_idx == C.UNKNOWN_INDEX).all() for b in batches)
-    again = list(fold_examples(histories, 2, 64, 5, 100, np.random.default_rng(1), user_id_dropout=1.0))
+    assert "user_idx" not in batches[0].arrays(), "the towers never read whose example it is"
+    again = list(fold_examples(histories, 2, 64, 5, 100, np.random.default_rng(1)))
     assert all((a.target_movie == b.target_movie).all() for a, b in zip(batches, again)), "seeded"
+
+
+def test_sampled_candidates_hold_every_target_and_locate_targets_and_history():
+    histories = literal_histories()
+    sampler = Sampler.of(histories, SIZES["movie"], negatives=6)
+    counts = np.bincount(histories.movies, minlength=SIZES["movie"])
+    np.testing.assert_allclose(sampler.share, counts / counts.sum())
+    batch = next(fold_examples(histories, 2, 64, 1000, 4, np.random.default_rng(3)))
+    candidates = sampler.sample(batch, np.random.default_rng(8))
+    movies = candidates.candidate_movie
+    assert movies[0] == C.UNKNOWN_INDEX and (np.diff(movies[1:]) > 0).all()
+    targets = batch.target_movie != 0
+    assert set(batch.target_movie[targets]) <= set(movies[1:])
+    assert (movies[candidates.target_position] == np.where(targets, batch.target_movie, 0)).all()
+    history = batch.history_movie
+    found = candidates.history_position != 0
+    assert (movies[candidates.history_position[found]] == history[found]).all()
+    assert not np.isin(history[~found & (history != 0)], movies).any(), "a candidate history movie left unmasked"
+    draws = targets.sum() + 6
+    expected = np.log(1 - (1 - sampler.share[movies[1:]]) ** draws)
+    np.testing.assert_allclose(candidates.candidate_log_q[1:], expected, rtol=1e-5)
+    assert candidates.candidate_log_q[0] == 0
+    again = sampler.sample(batch, np.random.default_rng(8))
+    assert (again.candidate_movie == movies).all(), "seeded"
+
+
+def test_a_sampled_softmax_over_the_whole_vocabulary_without_correction_is_the_full_softmax():
+    catalogue = literal_catalogue()
+    trainer = twotower.Trainer(randomized_model(), twotower.movie_table(catalogue, SIZES["movie"]),
+                               dislike_weight=0.3)
+    batch = next(fold_examples(literal_histories(), 2, 64, 1000, 8, np.random.default_rng(3))).arrays()
+    whole = Candidates(np.arange(SIZES["movie"], dtype=np.int32), np.zeros(SIZES["movie"], np.float32),
+                       batch["target_movie"], batch["history_movie"])
+    def losses(arrays):
+        return trainer.losses_of({name: tf.constant(value) for name, value in arrays.items()}, training=False)
+
+    full, full_parts, _ = losses(batch)
+    sampled, sampled_parts, _ = losses({**batch, **whole.arrays()})
+    np.testing.assert_allclose(float(sampled), float(full), rtol=1e-6)
+    for name, value in full_parts.items():
+        np.testing.assert_allclose(float(sampled_parts[name]), float(value), rtol=1e-6)
+    shifted = Candidates(whole.candidate_movie, np.log(np.arange(1, SIZES["movie"] + 1, dtype=np.float32)),
+                         whole.target_position, whole.history_position)
+    _, corrected_parts, _ = losses({**batch, **shifted.arrays()})
+    assert float(corrected_parts["rank_loss"]) != pytest.approx(float(full_parts["rank_loss"]), rel=1e-3)
+    assert float(corrected_parts["like_loss"]) == pytest.approx(float(full_parts["like_loss"]), rel=1e-6)
 
 
 # --- numpy towers against Keras ------------------------------------------------------
@@ -99,23 +147,37 @@ def test_numpy_towers_equal_keras_on_sampled_pairs():
     catalogue = literal_catalogue()
     towers = retrieval.TwoTower.from_model(model, catalogue)
     histories = literal_histories()
-    users = np.array([1, 3, 5, 6, 0])
+    users = np.array([1, 3, 5, 6, 8])
     history_movie, history_like = user_history(histories, users)
-    history_movie[-1], history_like[-1] = history_movie[2], history_like[2]  # an unknown user with user 5's history
     offsets = np.concatenate([[0], np.cumsum((history_movie != 0).sum(axis=1))])
-    vectors = towers.user_vectors(users, offsets, history_movie[history_movie != 0], history_like[history_movie != 0])
+    vectors = towers.user_vectors(offsets, history_movie[history_movie != 0], history_like[history_movie != 0])
     rng = np.random.default_rng(6)
     # Row 0, outside the vocabulary, differs on purpose (its bias): test_a_movie_outside_the_vocabulary_...
     rows, columns = np.repeat(np.arange(len(users)), 12), rng.integers(1, 40, len(users) * 12)
-    feed = {C.USER_IDX: users[rows].reshape(-1, 1).astype(np.int32), twotower.HISTORY_MOVIE: history_movie[rows],
-            twotower.HISTORY_LIKE: history_like[rows], **{name: values[columns] for name, values in catalogue.items()}}
+    feed = {twotower.HISTORY_MOVIE: history_movie[rows], twotower.HISTORY_LIKE: history_like[rows],
+            **{name: values[columns] for name, values in catalogue.items()}}
     keras_out = model.predict(feed, verbose=0)
     keys = towers.keys(vectors)[rows, columns]
     like, stars = towers.heads(vectors[rows], columns)
     np.testing.assert_allclose(keys, keras_out[twotower.SCORE_OUTPUT][:, 0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(like, keras_out[twotower.LIKE_OUTPUT][:, 0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(stars, keras_out[twotower.RATING_OUTPUT][:, 0], rtol=1e-5, atol=1e-5)
-    assert not np.allclose(vectors[2], vectors[-1]), "a known user's id embedding moves their vector"
+
+
+def test_history_pooling_skips_padding_and_pools_each_group():
+    pool = twotower.HistoryPool(6, 2)
+    pool.build(None)
+    table = np.arange(12, dtype=np.float32).reshape(6, 2)
+    pool.embeddings.assign(table)
+    movies = np.array([[1, 2, 3, 0], [4, 0, 0, 0], [0, 0, 0, 0]], np.int32)
+    likes = np.array([[1, 1, 0, 1], [0, 1, 1, 1], [1, 1, 1, 1]], np.float32)
+    pooled = pool([tf.constant(movies), tf.constant(likes)]).numpy()
+    expected = np.array([
+        [*(table[1] + table[2]) / 2, *table[3], np.log(3), np.log(2)],
+        [0, 0, *table[4], 0, np.log(2)],
+        [0, 0, 0, 0, 0, 0],
+    ], np.float32)
+    np.testing.assert_allclose(pooled, expected, rtol=1e-6)
 
 
 def test_saved_model_loads_in_safe_mode_with_the_same_outputs(tmp_path):
@@ -206,7 +268,8 @@ def test_the_training_job_trains_and_validates_by_ranking(tower_model, prepared_
     document = read_json(tower_model / "metrics.json")
     assert document["model"] == "twotower" and document["monitor"] == "val_ndcg@10"
     assert [entry["epoch"] for entry in document["history"]] == [0, 1]
-    assert all(0 < entry["val_ndcg@10"] < 1 and 0.5 < entry["val_like_auc"] < 1 for entry in document["history"])
+    assert all(0 < entry["val_ndcg@10"] < 1 and 0 < entry["val_like_auc"] < 1 for entry in document["history"])
+    assert document["history"][-1]["val_like_auc"] > 0.6, "two epochs teach the like head something"
     like = document["test"][twotower.LIKE_OUTPUT]
     assert like["rows"] == read_json(prepared_small / "manifest.json")["rows"]["test"]
     assert like["accuracy"] > document["test"]["baselines"]["majority_accuracy"]

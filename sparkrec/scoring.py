@@ -521,11 +521,11 @@ def scored_model(model, output_name: str):
 
 def catalogue_inputs(model, movies: pd.DataFrame) -> dict[str, np.ndarray]:
     """Every movie-side model input, one row per catalogue movie, shaped and typed as the input."""
-    from sparkrec.model import INPUT_COLUMNS
+    from sparkrec.model import INPUT_COLUMNS, USER_INPUTS
 
     arrays = {}
     for tensor in model.inputs:
-        if tensor.name in retrieval.USER_INPUTS:
+        if tensor.name in USER_INPUTS + retrieval.USER_INPUTS:
             continue
         columns = INPUT_COLUMNS.get(tensor.name, (tensor.name,))
         missing = [c for c in columns if c not in movies.columns]

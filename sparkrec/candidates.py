@@ -1,10 +1,10 @@
 """Sampled-softmax candidates for the two-tower model: a batch's targets plus sampled movies, with logQ.
 
 A full softmax scores every vocabulary movie for every example and runs the
-movie tower over the whole catalogue each step: on ML-20M (27k movies) that
-costs more than everything else in a step. A sampled softmax scores a set of
-candidates instead: the batch's own target movies (each a negative for the
-other examples) and `negatives` more movies drawn with replacement, both from
+movie tower over the whole catalogue each step: on ML-20M (27k movies) a step
+took three times as long as with a sample (docs/benchmarks.md). A sampled
+softmax scores a set of candidates instead: the batch's own target movies
+(each a negative for the other examples) and `negatives` more movies drawn with replacement, both from
 the same distribution q, each movie's share of the training ratings, which is
 how targets occur. Popular movies are then over-represented among the
 negatives; the logQ correction (Bengio & Senecal 2008; Yi et al., RecSys

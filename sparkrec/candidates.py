@@ -59,8 +59,8 @@ class Sampler:
     def sample(self, batch: Batch, rng: np.random.Generator) -> Candidates:
         targets = batch.target_movie[batch.target_movie != C.UNKNOWN_INDEX]
         drawn = rng.choice(len(self.share), size=self.negatives, p=self.share)
-        movies = np.unique(np.concatenate([targets, drawn]))
-        movies = np.concatenate([[C.UNKNOWN_INDEX], movies[movies != C.UNKNOWN_INDEX]]).astype(np.int32)
+        # Neither holds the unknown index: targets are filled slots, and its share is 0.
+        movies = np.concatenate([[C.UNKNOWN_INDEX], np.unique(np.concatenate([targets, drawn]))]).astype(np.int32)
         draws = len(targets) + self.negatives
         log_q = np.zeros(len(movies))
         log_q[1:] = np.log(-np.expm1(draws * np.log1p(-self.share[movies[1:]])))

@@ -53,6 +53,17 @@ class Histories:
     def __len__(self) -> int:
         return len(self.movies)
 
+    def spans(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The given users' ratings side by side, user after user in the order given.
+
+        Returns each entry's rating index, each entry's position in `users`,
+        and each user's first entry.
+        """
+        lengths = self.lengths[users]
+        first = np.cumsum(lengths) - lengths
+        index = np.repeat(self.offsets[users] - first, lengths) + np.arange(lengths.sum())
+        return index, np.repeat(np.arange(len(users)), lengths), first
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -109,10 +120,8 @@ def _batch(histories: Histories, permuted: np.ndarray, fold: np.ndarray, users: 
            max_history: int) -> Batch:
     # Every example's ratings side by side, each user's in their permuted order (so a history cut
     # to max_history is a random subset), without a Python loop over the examples.
-    lengths = histories.lengths[users]
-    example = np.repeat(np.arange(len(users)), lengths)
-    first = np.cumsum(lengths) - lengths
-    ratings = permuted[np.repeat(histories.offsets[users] - first, lengths) + np.arange(lengths.sum())]
+    index, example, first = histories.spans(users)
+    ratings = permuted[index]
     in_fold = fold[ratings] == folds[example]
     target_slot = _slot_in_example(in_fold, example, first)
     history_slot = _slot_in_example(~in_fold, example, first)
@@ -134,7 +143,7 @@ def _slot_in_example(chosen: np.ndarray, example: np.ndarray, first: np.ndarray)
 def _padded(histories: Histories, ratings: np.ndarray, row: np.ndarray, slot: np.ndarray, rows: int,
             *columns: np.ndarray) -> tuple[np.ndarray, ...]:
     """(movie, *values) arrays of shape (rows, fullest row): rating i at [row[i], slot[i]], PAD and 0 elsewhere."""
-    width = max(1, int(slot.max()) + 1 if len(slot) else 1)
+    width = int(slot.max()) + 1 if len(slot) else 1
     movie = np.full((rows, width), PAD, np.int32)
     movie[row, slot] = histories.movies[ratings]
     values = []
@@ -147,8 +156,5 @@ def _padded(histories: Histories, ratings: np.ndarray, row: np.ndarray, slot: np
 
 def user_history(histories: Histories, users: np.ndarray) -> tuple[np.ndarray, ...]:
     """Padded (history_movie, history_like) of whole histories: what the model ranks from."""
-    lengths = histories.lengths[users]
-    first = np.cumsum(lengths) - lengths
-    ratings = np.repeat(histories.offsets[users] - first, lengths) + np.arange(lengths.sum())
-    row = np.repeat(np.arange(len(users)), lengths)
+    ratings, row, first = histories.spans(users)
     return _padded(histories, ratings, row, np.arange(len(ratings)) - first[row], len(users), histories.likes)

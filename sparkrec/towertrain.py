@@ -128,10 +128,8 @@ class ExampleFeed:
 
 def user_rows(histories: Histories, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR (offsets, movies, likes) of the given users' whole histories, in the order given."""
-    starts, stops = histories.offsets[users], histories.offsets[users + 1]
-    index = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)]) if len(users) else np.empty(0, np.int64)
-    offsets = np.concatenate([[0], np.cumsum(stops - starts)])
-    return offsets, histories.movies[index], histories.likes[index]
+    index, _, first = histories.spans(users)
+    return np.append(first, len(index)), histories.movies[index], histories.likes[index]
 
 
 def user_vectors(towers: TwoTower, histories: Histories, users: np.ndarray) -> np.ndarray:
@@ -144,8 +142,8 @@ def ranking_ndcg(towers: TwoTower, histories: Histories, catalogue: Catalogue, u
     lists = {}
     for start in range(0, len(users), block):
         chosen = users[start : start + block]
-        keys = towers.keys(user_vectors(towers, histories, chosen))
-        offsets, movies, _ = user_rows(histories, chosen)
+        offsets, movies, likes = user_rows(histories, chosen)
+        keys = towers.keys(towers.user_vectors(offsets, movies, likes))
         rows = np.repeat(np.arange(len(chosen)), np.diff(offsets))
         columns = catalogue.column_of[movies]
         keys[rows[columns >= 0], columns[columns >= 0]] = -np.inf

@@ -46,7 +46,43 @@ test-fast: java venv
 clean:
 	rm -rf $(DEMO) .pytest_cache
 
-.PHONY: package test-cluster
+.PHONY: package test-cluster test-legacy
+
+# The legacy stack (constraints-legacy.txt) in its own venv: prepare -> train -> score -> evaluate
+# on ml-latest-small, then the default stack prepares, scores and evaluates with the legacy
+# model, and scripts/compare_stacks.py checks the two stacks wrote the same outputs.
+LEGACY_VENV ?= .venv-legacy
+LEGACY_BIN := $(abspath $(LEGACY_VENV))/bin
+LEGACY := PATH=$(LEGACY_BIN):$$PATH PYSPARK_PYTHON=$(LEGACY_BIN)/python
+STACKS ?= build/stacks
+ML_SMALL ?= ../shared/data/ml-latest-small
+STACK_TRAIN := --set epochs=2 --set seed=42
+# Every baseline at one grid point: this stage compares stacks, it does not tune.
+STACK_EVALUATE := --set widen_steps=0 --set als_implicit_ranks=64 --set als_implicit_reg_params=0.01 \
+    --set als_implicit_alphas=1.0 --set ease_lambdas=300.0 --set als_ranks=10 --set als_reg_params=0.1
+
+$(LEGACY_VENV)/.installed: pyproject.toml constraints-legacy.txt
+	$(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_BIN)/pip install -q --upgrade pip
+	$(LEGACY_BIN)/pip install -q -e '.[dev]' -c constraints-legacy.txt
+	touch $@
+
+test-legacy: java venv $(LEGACY_VENV)/.installed
+	$(LEGACY) $(LEGACY_BIN)/pytest -q -p no:cacheprovider tests/test_prepare.py -k petastorm
+	$(LEGACY) $(LEGACY_BIN)/spark-submit --properties-file conf/spark/local.conf jobs/prepare.py \
+	    --input $(ML_SMALL) --output $(STACKS)/legacy/prepared --set sample_users=all
+	$(LEGACY) $(LEGACY_BIN)/python jobs/train.py --data $(STACKS)/legacy/prepared --output $(STACKS)/model \
+	    $(STACK_TRAIN)
+	$(SPARK_SUBMIT) jobs/prepare.py --input $(ML_SMALL) --output $(STACKS)/current/prepared --set sample_users=all
+	for stack in legacy current; do \
+	  if [ $$stack = legacy ]; then run="$(LEGACY)"; bin=$(LEGACY_BIN); else run=; bin=$(abspath $(BIN)); fi; \
+	  env $$run $$bin/spark-submit --properties-file conf/spark/local.conf jobs/score.py \
+	      --data $(STACKS)/$$stack/prepared --model $(STACKS)/model --output $(STACKS)/$$stack/scores || exit 1; \
+	  env $$run $$bin/spark-submit --properties-file conf/spark/local.conf jobs/evaluate.py \
+	      --data $(STACKS)/$$stack/prepared --model $(STACKS)/model --output $(STACKS)/$$stack/evaluation \
+	      $(STACK_EVALUATE) || exit 1; \
+	done
+	$(BIN)/python scripts/compare_stacks.py $(STACKS)/current $(STACKS)/legacy
 
 # What a cluster needs, in dist/: sparkrec.zip for --py-files, env.tar.gz for --archives (docs/cluster.md).
 package: venv

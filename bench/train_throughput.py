@@ -27,11 +27,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from petastorm import make_reader
 
 from sparkrec import columns as C
 from sparkrec import training
 from sparkrec.dataset import Feed, open_prepared
+from sparkrec.petastorm_compat import make_reader
 
 
 class StepClock(keras.callbacks.Callback):

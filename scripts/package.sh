@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build what a cluster needs into dist/ (docs/cluster.md shows the spark-submit lines):
 #   dist/sparkrec.zip   the sparkrec package, for --py-files (nodes that already have the dependencies)
-#   dist/env.tar.gz     a packed virtualenv with sparkrec and its pinned dependencies, for
+#   dist/env.tar.gz     a packed virtualenv with sparkrec and its dependencies, for
 #                       --archives dist/env.tar.gz#environment with PYSPARK_PYTHON=./environment/bin/python
 #
 # Usage: scripts/package.sh [code|env|all]   (default all)
@@ -10,6 +10,8 @@
 #   PYTHON_PREFIX=/usr/local
 #                       where that interpreter lives on the cluster nodes, when it differs from
 #                       here (a packed venv links to its interpreter rather than containing it)
+#   CONSTRAINTS=constraints-legacy.txt
+#                       pack the legacy stack (Spark 4.0 clusters) instead of the current one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +35,7 @@ package_env() {
     "$PYTHON" -m venv "$BUILD"
     "$BUILD/bin/pip" install -q --upgrade pip
     # Not editable: venv-pack refuses editable installs, and executors need the code itself.
-    "$BUILD/bin/pip" install -q .
+    "$BUILD/bin/pip" install -q . ${CONSTRAINTS:+-c "$CONSTRAINTS"}
     "$TOOLS/pip" install -q 'venv-pack==0.2.0'
     "$TOOLS/venv-pack" --prefix "$BUILD" --output "$DIST/env.tar.gz" --force --quiet \
         ${PYTHON_PREFIX:+--python-prefix "$PYTHON_PREFIX"}

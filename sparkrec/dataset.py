@@ -22,10 +22,10 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 import tensorflow as tf
-from petastorm import make_batch_reader
 
 from sparkrec import columns as C
 from sparkrec.negatives import NegativeSampler
+from sparkrec.petastorm_compat import make_batch_reader
 from sparkrec.runinfo import get_logger
 
 SPLITS = ("train", "test")
@@ -42,7 +42,7 @@ VOCABULARY_NAMES = tuple(sorted(set(INDEX_VOCABULARY.values())))
 READ_ATTEMPTS = 5
 log = get_logger("dataset")
 
-# petastorm 0.13.1 on the pinned pyarrow 14 warns, from its reader threads, about
+# petastorm 0.13.1 on the legacy stack (pyarrow 14) warns, from its reader threads, about
 # its own use of pyarrow's legacy dataset API, and suggests make_reader for any
 # store with a Unischema; neither is actionable and both would bury the progress lines.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\.")

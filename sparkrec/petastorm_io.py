@@ -5,13 +5,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from petastorm.codecs import ScalarCodec
-from petastorm.etl.dataset_metadata import materialize_dataset
-from petastorm.unischema import Unischema, UnischemaField
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from sparkrec import columns as C
+from sparkrec.petastorm_compat import ScalarCodec, Unischema, UnischemaField, materialize_dataset
 
 _NUMPY_TYPES = {
     T.IntegerType(): np.int32,
@@ -36,8 +34,8 @@ def write(spark: SparkSession, frame: DataFrame, url: str, row_group_mb: int) ->
     adds the Unischema to `_common_metadata` so `make_reader` can decode it.
     """
     with warnings.catch_warnings():
-        # petastorm 0.13.1 uses pyarrow's legacy dataset API on purpose (pinned
-        # pyarrow 14); its FutureWarnings would bury the job's own progress lines.
+        # On the legacy stack (pyarrow 14) petastorm 0.13.1 warns about its own use of
+        # pyarrow's legacy dataset API; those FutureWarnings would bury the progress lines.
         warnings.simplefilter("ignore", FutureWarning)
         with materialize_dataset(spark, url, SPLIT_UNISCHEMA, row_group_mb):
             frame.write.mode("error").parquet(url)

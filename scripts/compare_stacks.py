@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 
 TABLE_OWNERS = ("prepared", "scores", "evaluation")
 MANIFEST_KEYS = ("vocab_sizes", "rows", "quarantine")
+JSON_FILES = ("prepared/manifest.json", "evaluation/metrics.json")
 
 
 def tables(root: Path) -> list[Path]:
@@ -41,11 +42,12 @@ def table_differences(left: Path, right: Path, tolerance: float) -> list[str]:
     a, b = a.sort_by(order), b.sort_by(order)
     problems = []
     for name in a.schema.names:
-        x, y = a.column(name).to_numpy(zero_copy_only=False), b.column(name).to_numpy(zero_copy_only=False)
         if _is_float(a.schema.field(name).type):
+            x, y = (t.column(name).to_numpy(zero_copy_only=False) for t in (a, b))
             same = np.isclose(x, y, rtol=0.0, atol=tolerance, equal_nan=True)
         else:
-            same = np.array([p == q for p, q in zip(x, y)], dtype=bool) if x.dtype == object else x == y
+            # As Python values, so that nulls compare equal to nulls and lists to lists.
+            same = np.array([p == q for p, q in zip(a.column(name).to_pylist(), b.column(name).to_pylist())])
         if not same.all():
             first = int(np.flatnonzero(~same)[0])
             problems.append(f"column {name}: {int((~same).sum())} rows differ, first at sorted row {first}")
@@ -76,6 +78,9 @@ def differences(left: Path, right: Path, tolerance: float) -> list[str]:
         problems.append(f"no Parquet tables under {left}")
     for table in sorted(set(left_tables) & set(right_tables)):
         problems += [f"{table}: {line}" for line in table_differences(left / table, right / table, tolerance)]
+    missing = [str(root / name) for root in (left, right) for name in JSON_FILES if not (root / name).is_file()]
+    if missing:
+        return problems + [f"missing {path}" for path in missing]
     manifests = [json.loads((root / "prepared" / "manifest.json").read_text()) for root in (left, right)]
     for key in MANIFEST_KEYS:
         problems += json_differences(manifests[0][key], manifests[1][key], 0.0, f"prepared/manifest.json:{key}")

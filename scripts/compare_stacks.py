@@ -6,8 +6,8 @@ Each root holds `prepared/`, `scores/` and `evaluation/` written by the jobs on
 one stack (`make test-legacy` runs them; score and evaluate both use one model,
 so only the stack differs). Every Parquet table must hold the same rows (compared
 sorted, floats within --tolerance); the manifest's vocabulary sizes, row and
-quarantine counts must be equal; every metric in evaluation/metrics.json must
-agree within --tolerance. Prints one line per difference; exits 1 if any.
+quarantine counts must be equal; every figure under `split` and `models` in
+evaluation/metrics.json (the run's own paths aside) must agree within --tolerance. Prints one line per difference; exits 1 if any.
 """
 
 from __future__ import annotations
@@ -69,18 +69,20 @@ def json_differences(a, b, tolerance: float, where: str) -> list[str]:
     return [] if a == b else [f"{where}: {a!r} vs {b!r}"]
 
 
-def differences(left: Path, right: Path, tolerance: float) -> list[str]:
+def differences(left: Path, right: Path, tolerance: float) -> tuple[int, list[str]]:
+    """How many tables were compared, and one line per difference."""
     problems = []
     left_tables, right_tables = tables(left), tables(right)
+    compared = sorted(set(left_tables) & set(right_tables))
     if left_tables != right_tables:
         problems.append(f"tables differ: {[str(t) for t in left_tables]} vs {[str(t) for t in right_tables]}")
     if not left_tables:
         problems.append(f"no Parquet tables under {left}")
-    for table in sorted(set(left_tables) & set(right_tables)):
+    for table in compared:
         problems += [f"{table}: {line}" for line in table_differences(left / table, right / table, tolerance)]
     missing = [str(root / name) for root in (left, right) for name in JSON_FILES if not (root / name).is_file()]
     if missing:
-        return problems + [f"missing {path}" for path in missing]
+        return len(compared), problems + [f"missing {path}" for path in missing]
     manifests = [json.loads((root / "prepared" / "manifest.json").read_text()) for root in (left, right)]
     for key in MANIFEST_KEYS:
         problems += json_differences(manifests[0][key], manifests[1][key], 0.0, f"prepared/manifest.json:{key}")
@@ -89,7 +91,7 @@ def differences(left: Path, right: Path, tolerance: float) -> list[str]:
         problems += json_differences(
             _without_paths(metrics[0][key]), _without_paths(metrics[1][key]), tolerance, f"evaluation/metrics.json:{key}"
         )
-    return problems
+    return len(compared), problems
 
 
 def _without_paths(value):
@@ -105,11 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("right", type=Path)
     parser.add_argument("--tolerance", type=float, default=1e-5)
     args = parser.parse_args(argv)
-    problems = differences(args.left, args.right, args.tolerance)
+    compared, problems = differences(args.left, args.right, args.tolerance)
     for line in problems:
         print(f"DIFFERENT {line}")
-    tables_checked = len(tables(args.left))
-    print(f"compare_stacks: {tables_checked} tables, manifest and metrics: {len(problems)} differences")
+    print(f"compare_stacks: {compared} tables, manifest and metrics: {len(problems)} differences")
     return 1 if problems else 0
 
 

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 LEGACY_PYARROW = hasattr(pq, "ParquetDatasetPiece")
 
+
 class LegacyFileSystem:
     """The legacy `pyarrow.filesystem.FileSystem` calls petastorm makes, on a `pyarrow.fs` filesystem.
 
@@ -50,14 +51,8 @@ class LegacyFileSystem:
     def isdir(self, path: str) -> bool:
         return self.filesystem.get_file_info(path).type == pafs.FileType.Directory
 
-    def rm(self, path: str, recursive: bool = False) -> None:
-        if recursive and self.isdir(path):
-            self.filesystem.delete_dir(path)
-        else:
-            self.filesystem.delete_file(path)
-
-    def __reduce__(self):
-        return (type(self), (self.filesystem,))
+    def rm(self, path: str) -> None:
+        self.filesystem.delete_file(path)
 
 
 class LocalFileSystem(LegacyFileSystem):
@@ -86,7 +81,7 @@ class ParquetDatasetPiece:
     reader workers call `read(columns=..., partitions=...)`; removed in pyarrow 15.
     """
 
-    def __init__(self, path, open_file_func=None, file_options=None, row_group=None, partition_keys=None):
+    def __init__(self, path, open_file_func=None, row_group=None, partition_keys=None):
         if partition_keys:
             raise NotImplementedError(f"petastorm_compat: partitioned datasets are not supported ({path})")
         self.path = path
@@ -100,17 +95,15 @@ class ParquetDatasetPiece:
     def get_metadata(self) -> pq.FileMetaData:
         return self._file().metadata
 
-    def read(self, columns=None, use_threads=True, partitions=None, file=None, use_pandas_metadata=False):
-        parquet = pq.ParquetFile(file) if file is not None else self._file()
+    def read(self, columns=None, partitions=None):
+        parquet = self._file()
         if columns is not None:
             # petastorm passes a set; read in the file's column order so results do not depend on hashing.
             wanted = set(columns)
             columns = [name for name in parquet.schema_arrow.names if name in wanted]
         if self.row_group is None:
-            return parquet.read(columns=columns, use_threads=use_threads, use_pandas_metadata=use_pandas_metadata)
-        return parquet.read_row_group(
-            self.row_group, columns=columns, use_threads=use_threads, use_pandas_metadata=use_pandas_metadata
-        )
+            return parquet.read(columns=columns)
+        return parquet.read_row_group(self.row_group, columns=columns)
 
 
 class ParquetDataset:
@@ -223,7 +216,6 @@ if not LEGACY_PYARROW:
         dataset_metadata,
     ):
         _module.pq = _PARQUET
-
 
 
 def materialize_dataset(spark, dataset_url: str, schema, row_group_size_mb: int):

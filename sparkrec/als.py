@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession
@@ -157,7 +158,11 @@ def fit_als(
     never takes the rank past `max_rank`.
     """
     fit_part, validation = carve_validation(train, validation_fraction, seed)
-    fit_part, validation = fit_part.cache(), validation.cache()
+    # evaluate's ranking carve-out (als_implicit, ease) may hold these very rows cached already,
+    # and a second cache() of them would only warn.
+    if fit_part.storageLevel == StorageLevel.NONE:
+        fit_part = fit_part.cache()
+    validation = validation.cache()
     tuned = search(
         "als", axes, lambda s: _fit(fit_part, s, max_iter, seed, blocks, implicit=False),
         lambda m: _rmse(m, validation), "rmse", maximize=False, widen=widen, limits={"rank": max_rank},

@@ -76,7 +76,7 @@ def fit(fitting: Fitting, config: TrainConfig, backup_dir: Path, log_dir: Path) 
             validation_data=fitting.validation,
             callbacks=callbacks,
             shuffle=False,  # the feed shuffles; Keras cannot shuffle a tf.data stream
-            verbose=config.verbose,
+            verbose=config.keras_verbose,
         )
     state.restore_best()
     fitting.finish()

@@ -90,7 +90,7 @@ class TrainConfig:
     deterministic: bool = True
     intra_op_threads: int = 0
     inter_op_threads: int = 0
-    verbose: int = 2
+    keras_verbose: int = 2
 
     def validate(self) -> None:
         checks = {

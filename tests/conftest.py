@@ -30,7 +30,7 @@ TINY_TRAIN = [
     "--set", "importance_repeats=1",
     "--set", "eval_batch_size=4096",
     "--set", "shuffle_buffer_rows=40000",
-    "--set", "verbose=0",
+    "--set", "keras_verbose=0",
 ]
 
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Please use make_reader:UserWarni
 
 TINY_TOWERS = [
     "--set", "model=twotower", "--set", "epochs=2", "--set", "batch_size=256", "--set", "tower_dim=16",
-    "--set", "tower_hidden=32", "--set", "head_hidden=16", "--set", "validation_users=200", "--set", "verbose=0",
+    "--set", "tower_hidden=32", "--set", "head_hidden=16", "--set", "validation_users=200", "--set", "keras_verbose=0",
     "--set", "ema_momentum=0", "--set", "learning_rate=0.003",
 ]
 SIZES = {"user": 9, "movie": 40, "genre": 5, "year": 6, "tag": 7}

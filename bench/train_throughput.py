@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from sparkrec import columns as C
+from sparkrec import console
 from sparkrec import training
 from sparkrec.dataset import Feed, open_prepared
 from sparkrec.petastorm_compat import make_reader
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
     parser.add_argument("--stream-only", action="store_true", help="stream the feed without a model; print memory")
     args = parser.parse_args()
+    # The jobs' warnings filters (petastorm's); TensorFlow is loaded already, with its banner.
+    console.quiet(verbose=False)
     training.configure_runtime(training.TrainConfig(intra_op_threads=args.threads, inter_op_threads=1))
     prepared = open_prepared(Path(args.data))
     if args.stream_only:

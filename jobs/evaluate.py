@@ -3,7 +3,7 @@
     spark-submit --properties-file conf/spark/local.conf jobs/evaluate.py \
         --data data/demo/prepared --model data/demo/model --output data/demo/evaluation \
         [--config conf/evaluate.yaml] [--set k=10] [--set eval_users=all] [--set baselines=popular,als]
-        [--force]
+        [--force] [--verbose]
 
 Reads prepare's train/, test/, movies/, vocab/ and the training job's
 MODEL_DIR/model.keras; writes OUTPUT/report.md, OUTPUT/metrics.json and
@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparkrec import evaluation, outputs
+from sparkrec import console, evaluation, outputs
 from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
 from sparkrec.runinfo import StageTimer, get_logger
 from sparkrec.scoring import ScoreError
@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="prepare job output directory")
     parser.add_argument("--model", required=True, help="training job output directory (model.keras, vocab/)")
     outputs.add_arguments(parser, "output directory (local path or Hadoop URI)")
+    console.add_argument(parser)
     add_config_arguments(parser, default_config=DEFAULT_CONFIG)
     return parser.parse_args(argv)
 
@@ -40,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     config = load_config(evaluation.EvaluateConfig, args.config, parse_overrides(args.overrides))
+    console.quiet(args.verbose, tensorflow=True)
     log = get_logger("evaluate")
     spark = start("sparkrec-evaluate")
     timer = StageTimer(log)

@@ -1,6 +1,6 @@
 """Write a synthetic MovieLens dataset in the GroupLens ML-20M file layout.
 
-    python jobs/generate.py --output DIR [--users 138493] [--movies M] [--seed 42] [--force]
+    python jobs/generate.py --output DIR [--users 138493] [--movies M] [--seed 42] [--force] [--verbose]
 
 The defaults give ML-20M's full shape (138,493 users, 27,278 movies, 20,000,263
 ratings); fewer users scale the catalogue down with them. Files are written to
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec import outputs, synthetic
+from sparkrec import console, outputs, synthetic
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,11 +25,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=synthetic.FULL_USERS, help="number of users (default: ML-20M's)")
     parser.add_argument("--movies", type=int, help="catalogue size (default: scaled with --users)")
     parser.add_argument("--seed", type=int, default=synthetic.DEFAULT_SEED, help="random seed (default: %(default)s)")
+    console.add_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    console.quiet(args.verbose)
     config = synthetic.settings(args.users, args.movies, args.seed)
     record = synthetic.generate(args.output, config, args.force)
     rows = record["rows"]

@@ -2,7 +2,7 @@
 
     spark-submit --properties-file conf/spark/local.conf jobs/prepare.py \
         --input data/demo/raw --output data/demo/prepared \
-        [--config conf/prepare.yaml] [--set sample_users=5000] [--set split=temporal] [--force]
+        [--config conf/prepare.yaml] [--set sample_users=5000] [--set split=temporal] [--force] [--verbose]
 
 Outputs are described in docs/data-contract.md. The output directory is
 replaced atomically, and only when it is missing, empty or an earlier prepare
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec import outputs, prepare
+from sparkrec import console, outputs, prepare
 from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
 from sparkrec.movielens import InputError
 from sparkrec.runinfo import StageTimer, get_logger
@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True, help="MovieLens directory (GroupLens or Kaggle file names)")
     outputs.add_arguments(parser, "output directory (local path or Hadoop URI)")
+    console.add_argument(parser)
     add_config_arguments(parser, default_config=None)
     return parser.parse_args(argv)
 
@@ -34,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     config = load_config(prepare.PrepareConfig, args.config, parse_overrides(args.overrides))
+    console.quiet(args.verbose)
     log = get_logger("prepare")
     spark = start("sparkrec-prepare")
     timer = StageTimer(log)

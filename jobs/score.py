@@ -4,7 +4,7 @@
         --conf spark.executorEnv.OPENBLAS_NUM_THREADS=1 jobs/score.py \
         --data data/demo/prepared --model data/demo/model --output data/demo/scores \
         [--config conf/score.yaml] [--set users=sample|all] [--set top_k=10] [--set path=auto|fast|generic]
-        [--force]
+        [--force] [--verbose]
 
 Reads prepare's interactions/, movies/, vocab/ and the training job's
 MODEL_DIR/model.keras (and vocab/ copy); writes OUTPUT/recommendations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec import outputs, scoring
+from sparkrec import console, outputs, scoring
 from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
 from sparkrec.runinfo import StageTimer, get_logger
 from sparkrec.session import start
@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="prepare job output directory")
     parser.add_argument("--model", required=True, help="training job output directory (model.keras, vocab/)")
     outputs.add_arguments(parser, "output directory (local path or Hadoop URI)")
+    console.add_argument(parser)
     add_config_arguments(parser, default_config=None)
     return parser.parse_args(argv)
 
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     config = load_config(scoring.ScoreConfig, args.config, parse_overrides(args.overrides))
+    console.quiet(args.verbose, tensorflow=True)
     log = get_logger("score")
     spark = start("sparkrec-score")
     timer = StageTimer(log)

@@ -1,7 +1,7 @@
 """Train the like/dislike model on prepared MovieLens data and write it with its metrics.
 
     python jobs/train.py --data PREPARED_DIR --output MODEL_DIR \
-        [--config conf/train.yaml] [--set model=paper] [--set key=value ...] [--force]
+        [--config conf/train.yaml] [--set model=paper] [--set key=value ...] [--force] [--verbose]
 
 PREPARED_DIR is the output of jobs/prepare.py (its train/ and test/ are read
 through Petastorm). MODEL_DIR receives model.keras, vocab/, metrics.json,
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from sparkrec import outputs, training
+from sparkrec import console, outputs
 from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
 from sparkrec.dataset import DataError
 
@@ -32,12 +32,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="prepared directory (output of jobs/prepare.py)")
     outputs.add_arguments(parser, "model directory to write")
     add_config_arguments(parser, default_config=DEFAULT_CONFIG)
+    console.add_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     args = parse_args(argv)
+    console.quiet(args.verbose, tensorflow=True)
+    from sparkrec import training  # Keras and TensorFlow: once console has chosen their logging
+
     config = load_config(training.TrainConfig, args.config, parse_overrides(args.overrides)).resolved()
     training.configure_runtime(config)
     output = Path(args.output)

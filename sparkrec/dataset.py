@@ -14,19 +14,22 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
-import tensorflow as tf
 
 from sparkrec import columns as C
 from sparkrec.negatives import NegativeSampler
 from sparkrec.petastorm_compat import make_batch_reader
 from sparkrec.runinfo import get_logger
+
+# TensorFlow is imported where a pipeline is built, not here: jobs/train.py imports this module
+# (DataError) before sparkrec.console has set TensorFlow's logging.
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 SPLITS = ("train", "test")
 # Which vocabulary (manifest vocab_sizes key) bounds each index column.
@@ -41,12 +44,6 @@ INDEX_VOCABULARY = {
 VOCABULARY_NAMES = tuple(sorted(set(INDEX_VOCABULARY.values())))
 READ_ATTEMPTS = 5
 log = get_logger("dataset")
-
-# petastorm 0.13.1 on the legacy stack (pyarrow 14) warns, from its reader threads, about
-# its own use of pyarrow's legacy dataset API, and suggests make_reader for any
-# store with a Unischema; neither is actionable and both would bury the progress lines.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\.")
-warnings.filterwarnings("ignore", message="Please use make_reader", module=r"petastorm\.")
 
 
 class DataError(ValueError):
@@ -286,6 +283,8 @@ class Feed:
         return x, y
 
     def signature(self) -> tuple[dict[str, tf.TensorSpec], ...]:
+        import tensorflow as tf
+
         x = {
             name: tf.TensorSpec((None, len(columns)), dtype, name=name)
             for name, (columns, dtype) in self.inputs.items()
@@ -301,6 +300,8 @@ class Feed:
         The epoch number travels inside the pipeline, so a resumed run replays
         exactly the batches an uninterrupted run would have seen.
         """
+        import tensorflow as tf
+
         signature = self.signature()
 
         def one_epoch(epoch):

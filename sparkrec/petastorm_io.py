@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
@@ -33,9 +31,5 @@ def write(spark: SparkSession, frame: DataFrame, url: str, row_group_mb: int) ->
     Scalar-only fields let Spark write the Parquet natively; materialize_dataset
     adds the Unischema to `_common_metadata` so `make_reader` can decode it.
     """
-    with warnings.catch_warnings():
-        # On the legacy stack (pyarrow 14) petastorm 0.13.1 warns about its own use of
-        # pyarrow's legacy dataset API; those FutureWarnings would bury the progress lines.
-        warnings.simplefilter("ignore", FutureWarning)
-        with materialize_dataset(spark, url, SPLIT_UNISCHEMA, row_group_mb):
-            frame.write.mode("error").parquet(url)
+    with materialize_dataset(spark, url, SPLIT_UNISCHEMA, row_group_mb):
+        frame.write.mode("error").parquet(url)

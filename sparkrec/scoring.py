@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkrec import columns as C
-from sparkrec import metrics, retrieval, storage, vocab
+from sparkrec import console, metrics, retrieval, storage, vocab
 from sparkrec.config import ConfigError, to_dict
 from sparkrec.runinfo import StageTimer, library_versions
 
@@ -762,9 +762,9 @@ def build_scorer(payload: Payload):
 
 
 def _single_threaded_tensorflow() -> None:
+    # The worker's first TensorFlow import: quiet at the log level the driver handed it (console).
+    tf = console.import_tensorflow()
     # Spark already runs one Python worker per core; TensorFlow's own pools would oversubscribe.
-    import tensorflow as tf
-
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
+from sparkrec import console
+
 
 def start(app_name: str) -> SparkSession:
     """Master, memory and parallelism come from spark-submit (see conf/spark/);
-    the session time zone is pinned because Kaggle timestamps are parsed as UTC."""
-    return SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC").getOrCreate()
+    the session time zone is pinned because Kaggle timestamps are parsed as UTC.
+
+    Our tables are up to 33 columns wide, more mid-plan: Spark's default of 25 fields would
+    truncate their plans' descriptions, and warn that it did.
+    """
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.debug.maxToStringFields", "100")
+    )
+    for key, value in console.spark_settings().items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 def describe(spark: SparkSession) -> dict:

@@ -3,8 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SPARK_SUBMIT := $(BIN)/spark-submit --properties-file conf/spark/local.conf
-# spark-submit finds Spark and starts Python workers through the PATH: use the venv's.
+# pyspark's spark-submit with the venv's Spark and Python, conf/spark/local.conf by default (sparkrec/submit.py).
+SPARK_SUBMIT := $(BIN)/sparkrec-submit
+# pyspark's own launchers (test-legacy's spark-submit lines; Spark started from Python by the
+# tests) find Spark and start Python workers through the PATH and PYSPARK_PYTHON: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYSPARK_PYTHON := $(abspath $(BIN))/python
 DEMO ?= data/demo

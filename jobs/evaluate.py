@@ -1,6 +1,6 @@
 """Evaluate our model against implicit ALS, EASE, most-popular, explicit ALS and logistic regression on test.
 
-    spark-submit --properties-file conf/spark/local.conf jobs/evaluate.py \
+    .venv/bin/sparkrec-submit jobs/evaluate.py \
         --data data/demo/prepared --model data/demo/model --output data/demo/evaluation \
         [--config conf/evaluate.yaml] [--set k=10] [--set eval_users=all] [--set baselines=popular,als]
         [--force] [--verbose]

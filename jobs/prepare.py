@@ -1,6 +1,6 @@
 """Prepare MovieLens for training: validate, join, sample users, split, write Petastorm datasets.
 
-    spark-submit --properties-file conf/spark/local.conf jobs/prepare.py \
+    .venv/bin/sparkrec-submit jobs/prepare.py \
         --input data/demo/raw --output data/demo/prepared \
         [--config conf/prepare.yaml] [--set sample_users=5000] [--set split=temporal] [--force] [--verbose]
 

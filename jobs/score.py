@@ -1,7 +1,6 @@
 """Score: each user's top-K unwatched catalogue movies, from a trained model, in Spark pandas UDFs.
 
-    spark-submit --properties-file conf/spark/local.conf \
-        --conf spark.executorEnv.OPENBLAS_NUM_THREADS=1 jobs/score.py \
+    .venv/bin/sparkrec-submit --conf spark.executorEnv.OPENBLAS_NUM_THREADS=1 jobs/score.py \
         --data data/demo/prepared --model data/demo/model --output data/demo/scores \
         [--config conf/score.yaml] [--set users=sample|all] [--set top_k=10] [--set path=auto|fast|generic]
         [--force] [--verbose]

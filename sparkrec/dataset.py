@@ -43,6 +43,10 @@ INDEX_VOCABULARY = {
 }
 VOCABULARY_NAMES = tuple(sorted(set(INDEX_VOCABULARY.values())))
 READ_ATTEMPTS = 5
+# Batches handed to tf.data per generator element, which tf.data's rebatch (C++) cuts apart again:
+# from_generator spends about 0.6 ms on every element it converts, longer than the paper model's
+# training step at batch 64 takes per 10 rows (docs/benchmarks.md).
+BLOCK_BATCHES = 32
 log = get_logger("dataset")
 
 
@@ -274,6 +278,22 @@ class Feed:
             x, y = self.model_arrays(batch)
             yield (x, y) if self.negatives is None else self.negatives.augment(x, y, epoch, index)
 
+    @property
+    def model_batch_rows(self) -> int:
+        """Rows of a full model batch: the rated rows and, with negatives, their sampled pairs."""
+        return self.batch_size * (1 + (self.negatives.per_row if self.negatives is not None else 0))
+
+    def blocks(self, epoch: int = 0) -> Iterator[tuple[dict[str, np.ndarray], ...]]:
+        """The epoch's batches, BLOCK_BATCHES at a time laid end to end (the last block may hold fewer)."""
+        pending = []
+        for batch in self.batches(epoch):
+            pending.append(batch)
+            if len(pending) == BLOCK_BATCHES:
+                yield _joined(pending)
+                pending = []
+        if pending:
+            yield _joined(pending)
+
     def model_arrays(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         x = {
             name: np.stack([batch[column] for column in columns], axis=1).astype(dtype, copy=False)
@@ -304,10 +324,13 @@ class Feed:
 
         signature = self.signature()
 
+        # Every full batch has model_batch_rows rows and only an epoch's last one is short, so
+        # cutting each epoch's blocks back every model_batch_rows rows gives exactly `batches`.
         def one_epoch(epoch):
-            return tf.data.Dataset.from_generator(
-                lambda e: self.batches(int(e)), output_signature=signature, args=(epoch,)
+            blocks = tf.data.Dataset.from_generator(
+                lambda e: self.blocks(int(e)), output_signature=signature, args=(epoch,)
             )
+            return blocks.rebatch(self.model_batch_rows)
 
         batches_per_epoch = -(-rows // self.batch_size)
         dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
@@ -334,6 +357,11 @@ def concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     if len(chunks) == 1:
         return chunks[0]
     return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+
+
+def _joined(batches: list[tuple[dict[str, np.ndarray], ...]]) -> tuple[dict[str, np.ndarray], ...]:
+    """Model batches ((inputs, targets[, weights]) dicts) laid end to end, part by part."""
+    return tuple(concat([batch[part] for batch in batches]) for part in range(len(batches[0])))
 
 
 def chunk_rows(chunk: dict[str, np.ndarray]) -> int:

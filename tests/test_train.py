@@ -22,6 +22,7 @@ from sparkrec import columns as C
 from sparkrec import callbacks, fitting, metrics
 from sparkrec import model as M
 from sparkrec import training
+from sparkrec import dataset as dataset_module
 from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
 from sparkrec.config import ConfigError
 from sparkrec.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
@@ -175,6 +176,29 @@ def test_feed_serves_each_row_once_per_epoch_in_a_seeded_order(prepared_small):
     everything = split_keys(prepared_small, "train")
     assert len(first) == len(everything) and set(first) == everything
     assert first == again and first != second and set(second) == everything
+
+
+def test_the_tf_data_pipeline_yields_exactly_the_feeds_batches_with_negatives_and_a_short_last_batch(
+    prepared_small,
+):
+    """The pipeline hands tf.data blocks of batches and cuts them apart again: nothing may move across a batch."""
+    catalogue = read_catalogue(prepared_small / "movies", {C.MOVIE_IDX: ((C.MOVIE_IDX,), "int32")})
+    sampler = NegativeSampler(catalogue=catalogue, per_row=2, seed=1, output=M.LIKE_OUTPUT)
+    inputs = {C.USER_IDX: ((C.USER_IDX,), "int32"), C.MOVIE_IDX: ((C.MOVIE_IDX,), "int32")}
+    feed = Feed(prepared_small / "train", inputs, {M.LIKE_OUTPUT: C.LIKE}, batch_size=700, shuffle_seed=3,
+                buffer_rows=30_000, negatives=sampler)
+    rows = open_prepared(prepared_small).rows["train"]
+    assert rows % 700 and rows // 700 > 2 * dataset_module.BLOCK_BATCHES
+    for epoch in (1, 2):
+        expected = list(feed.batches(epoch))
+        got = list(feed.dataset(rows, first_epoch=epoch, epochs=epoch + 1).as_numpy_iterator())
+        assert len(got) == len(expected) == -(-rows // 700)
+        assert len(got[-1][0][C.USER_IDX]) == 3 * (rows % 700)
+        for batch, want in zip(got, expected):
+            for part, wanted in zip(batch, want):
+                assert part.keys() == wanted.keys()
+                for name in wanted:
+                    np.testing.assert_array_equal(part[name], wanted[name])
 
 
 def test_holdout_splits_train_disjointly_by_a_stable_hash(prepared_small):

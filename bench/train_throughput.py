@@ -21,18 +21,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import resource
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
-
-from sparkrec import columns as C
 from sparkrec import console
-from sparkrec import training
-from sparkrec.dataset import Feed, open_prepared
-from sparkrec.petastorm_compat import make_reader
+
+# As the jobs start: TensorFlow reads its C++ log level once, when Keras first loads it.
+console.quiet(verbose=False, tensorflow=True)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sparkrec import columns as C  # noqa: E402
+from sparkrec import training  # noqa: E402
+from sparkrec.dataset import Feed, open_prepared  # noqa: E402
+from sparkrec.petastorm_compat import make_reader  # noqa: E402
 
 
 class StepClock(keras.callbacks.Callback):
@@ -127,16 +132,16 @@ def main() -> None:
     parser.add_argument("--buffer-rows", type=int, default=200_000, help="the feed's shuffle buffer")
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
     parser.add_argument("--stream-only", action="store_true", help="stream the feed without a model; print memory")
+    parser.add_argument("--json", help="also write the figures to this JSON file (bench/stacks.py reads it)")
     args = parser.parse_args()
-    # The jobs' warnings filters (petastorm's); TensorFlow is loaded already, with its banner.
-    console.quiet(verbose=False)
     training.configure_runtime(training.TrainConfig(intra_op_threads=args.threads, inter_op_threads=1))
     prepared = open_prepared(Path(args.data))
     if args.stream_only:
         stream_only(prepared, 1024, args.buffer_rows)
         return
     print(f"train split: {prepared.rows['train']:,} rows; paper model; TensorFlow threads {args.threads}")
-    for name, rate in reader_rates(prepared).items():
+    figures = {"readers": reader_rates(prepared), "batches": {}}
+    for name, rate in figures["readers"].items():
         print(f"reader alone  {name:<18} {rate:>12,.0f} rows/s")
     arrays = load_arrays(prepared)
     print(f"{'batch':>6} {'in-memory rows/s':>17} {'petastorm rows/s':>17} {'ratio':>6}")
@@ -147,6 +152,9 @@ def main() -> None:
             petastorm.append(petastorm_epoch(prepared, batch_size, args.buffer_rows))
         best_memory, best_petastorm = max(memory), max(petastorm)
         print(f"{batch_size:>6} {best_memory:>17,.0f} {best_petastorm:>17,.0f} {best_petastorm / best_memory:>6.2f}")
+        figures["batches"][batch_size] = {"in_memory": best_memory, "petastorm": best_petastorm}
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,10 @@ def json_differences(a, b, tolerance: float, where: str) -> list[str]:
         if a.keys() != b.keys():
             return [f"{where}: keys {sorted(a)} vs {sorted(b)}"]
         return [line for key in a for line in json_differences(a[key], b[key], tolerance, f"{where}.{key}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{where}: {len(a)} entries vs {len(b)}"]
+        return [line for i, (x, y) in enumerate(zip(a, b)) for line in json_differences(x, y, tolerance, f"{where}[{i}]")]
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         close = math.isclose(a, b, rel_tol=0.0, abs_tol=tolerance) or (math.isnan(a) and math.isnan(b))
         return [] if close else [f"{where}: {a} vs {b}"]

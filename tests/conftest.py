@@ -60,12 +60,17 @@ def emptied_copy(prepared: Path, target: Path, table: str) -> Path:
     return target
 
 
-def load_job(name: str):
-    """Import jobs/<name>.py as a module, so tests drive the real entry points."""
-    spec = importlib.util.spec_from_file_location(f"jobs_{name}", ROOT / "jobs" / f"{name}.py")
+def load_script(path: str, name: str):
+    """Import a script of the project (a path from its root) as the module `name`."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_job(name: str):
+    """Import jobs/<name>.py as a module, so tests drive the real entry points."""
+    return load_script(f"jobs/{name}.py", f"jobs_{name}")
 
 
 @pytest.fixture(scope="session")

@@ -70,7 +70,8 @@ $(LEGACY_VENV)/.installed: pyproject.toml constraints-legacy.txt
 	touch $@
 
 test-legacy: java venv $(LEGACY_VENV)/.installed
-	$(LEGACY) $(LEGACY_BIN)/pytest -q -p no:cacheprovider tests/test_prepare.py -k petastorm
+	$(LEGACY) $(LEGACY_BIN)/pytest -q -p no:cacheprovider tests/test_prepare.py tests/test_console.py \
+	    -k "petastorm or prepare_under_spark_submit"
 	$(LEGACY) $(LEGACY_BIN)/spark-submit --properties-file conf/spark/local.conf jobs/prepare.py \
 	    --input $(ML_SMALL) --output $(STACKS)/legacy/prepared --set sample_users=all
 	$(LEGACY) $(LEGACY_BIN)/python jobs/train.py --data $(STACKS)/legacy/prepared --output $(STACKS)/model \

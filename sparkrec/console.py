@@ -15,7 +15,8 @@ debugging. What quiet mode silences, each at its source:
   messages before absl::InitializeLog() is called" notice, the oneDNN banner), by
   `import_tensorflow`.
 - Python warnings of the libraries, each filtered by the module that raises it (`_WARNINGS`),
-  and TensorFlow's retracing warning, by message, on its logger.
+  and TensorFlow's retracing warning, by message, on its logger. Spark's Python workers run
+  none of this process's filters: `spark_settings` hands them `_WORKER_WARNINGS`.
 
 Spark's JVM logging is conf/spark/log4j2.properties's in both modes: spark-submit configures
 the JVM before the job reads its arguments.
@@ -50,6 +51,13 @@ _WARNINGS = (
      r"keras\.src\.backend\.tensorflow\.core"),
 )
 
+# PYTHONWARNINGS entries (module names literal) for Spark's Python workers: on the legacy stack,
+# petastorm's materialize_dataset counts row groups in them, and each worker's petastorm warns
+# about pyarrow.localfs (eight lines per split written).
+_WORKER_WARNINGS = ("ignore::FutureWarning:petastorm.fs_utils",)
+# What `quiet` hands the Spark Python workers' environment (`spark_settings`); empty when verbose.
+_worker_environment: dict[str, str] = {}
+
 _ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 # Run by `sys.executable -I -S -c` between the import and stderr: copies stdin to stderr a line
 # at a time, but for the lines that match the regex argv[1].
@@ -81,6 +89,8 @@ def quiet(verbose: bool, tensorflow: bool = False) -> None:
     if verbose:
         return
     os.environ.setdefault(TF_LOG_LEVEL, QUIET_TF_LOG_LEVEL)
+    warnings_setting = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), *_WORKER_WARNINGS)))
+    _worker_environment.update({TF_LOG_LEVEL: os.environ[TF_LOG_LEVEL], "PYTHONWARNINGS": warnings_setting})
     for category, message, module in _WARNINGS:
         warnings.filterwarnings("ignore", message, category, module)
     logging.getLogger("tensorflow").addFilter(_not_retracing)
@@ -95,9 +105,8 @@ def _not_retracing(record: logging.LogRecord) -> bool:
 
 
 def spark_settings() -> dict[str, str]:
-    """Spark properties that hand this process's TensorFlow log level to the Python workers."""
-    level = os.environ.get(TF_LOG_LEVEL)
-    return {} if level is None else {f"spark.executorEnv.{TF_LOG_LEVEL}": level}
+    """Spark properties that hand `quiet`'s TensorFlow log level and warnings filters to the Python workers."""
+    return {f"spark.executorEnv.{name}": value for name, value in _worker_environment.items()}
 
 
 def import_tensorflow() -> ModuleType:

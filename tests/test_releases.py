@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkrec import columns as C
-from sparkrec import features, movielens, prepare
+from sparkrec import features, movielens, prepare, releases, synthetic
 from sparkrec.movielens import InputError
 from sparkrec.runinfo import StageTimer, get_logger
 
@@ -274,6 +274,36 @@ def test_ml10m_read_natively(spark, tmp_path):
     ])
 
 
+# A small catalogue with an IMAX movie, a movie without genres, a title without a year, and tags.
+GENERATED = synthetic.settings(40, movies=100, seed=11)
+
+
+def test_generated_layouts_read_back_whole(spark, tmp_path):
+    """What the generator writes in each layout, the reader reads with nothing quarantined:
+    the same movies, years and (but where a release lacks a genre) genres as the 20m layout."""
+    config = GENERATED
+    read_back = {}
+    for layout in synthetic.LAYOUTS:
+        record = synthetic.generate(tmp_path / layout, config, layout=layout)
+        source, validated = read(spark, tmp_path / layout)
+        assert source.layout == synthetic.LAYOUTS[layout].layout
+        assert quarantine_of(validated, source) == []
+        written = synthetic.table_rows(record, layout)
+        assert {table: sum(counts.values()) for table, counts in validated.counts.items()} == {
+            table: written[table] for table in movielens.PARSED if table in written}
+        read_back[layout] = {row[0]: row[1:] for row in movies_of(validated)}
+    expected = read_back["20m"]
+    assert read_back["10m"] == read_back["1m"] == expected
+    genres = [genre for _, listed, _ in expected.values() for genre in listed.split("|")]
+    assert "IMAX" in genres and C.NO_GENRES in genres and None in [year for *_, year in expected.values()]
+    catalogue = synthetic.make_catalogue(config)
+    year_of = dict(zip(catalogue.ids.tolist(), catalogue.years.tolist()))
+    for movie, (title, listed, year) in expected.items():
+        without_imax = "|".join(g for g in listed.split("|") if g != "IMAX") or C.NO_GENRES
+        # u.item has no IMAX flag, and its release date dates a title without a year.
+        assert read_back["100k"][movie] == (title, without_imax, year or year_of[movie])
+
+
 # --- the same data in two layouts, prepared ---
 
 def prepared(prepare_job, directory: Path, output: Path) -> dict[str, pd.DataFrame]:
@@ -337,6 +367,18 @@ def test_same_data_in_three_layouts_prepares_to_the_same_splits(spark, prepare_j
     for name, output in outputs.items():
         for table in ("train", "test", "movies"):
             pd.testing.assert_frame_equal(output[table], reference[table], obj=f"{name} {table}")
+
+
+@pytest.mark.slow
+def test_generated_10m_and_20m_prepare_to_the_same_splits(spark, prepare_job, tmp_path):
+    config = GENERATED
+    outputs = {}
+    for layout in ("10m", "20m"):
+        synthetic.generate(tmp_path / layout, config, layout=layout)
+        outputs[layout] = prepared(prepare_job, tmp_path / layout, tmp_path / f"{layout}-out")
+    for table in ("train", "test", "movies"):
+        assert len(outputs["20m"][table]) > 0
+        pd.testing.assert_frame_equal(outputs["10m"][table], outputs["20m"][table], obj=table)
 
 
 @pytest.mark.slow

@@ -81,43 +81,19 @@ GENRE_LIST = (
 )
 
 
-def _slug(genre: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", genre.lower()).strip("_")
-
-
 def genre_flag_column(genre: str) -> str:
     """`Sci-Fi` -> `genre_sci_fi`, `(no genres listed)` -> `genre_no_genres_listed`."""
-    return f"genre_{_slug(genre)}"
+    slug = re.sub(r"[^a-z0-9]+", "_", genre.lower()).strip("_")
+    return f"genre_{slug}"
 
 
 GENRE_FLAG_COLUMNS = tuple(genre_flag_column(g) for g in GENRE_LIST)
 
-# --- ML-100K's u.item: no genre list but a 0/1 flag per genre, in u.genre's order ---
+# --- ML-100K's u.item: no genre list but 19 0/1 flags, one per u.genre line (releases.ML100K_GENRES) ---
 RELEASE_DATE = "release_date"  # "01-Jan-1995"
 VIDEO_RELEASE_DATE = "video_release_date"
 IMDB_URL = "imdb_url"
-ML100K_GENRES = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
-ML100K_FLAG_COLUMNS = tuple(f"u_item_{_slug(g)}" for g in ML100K_GENRES)
+ML100K_FLAG_COLUMNS = tuple(f"u_item_genre_{index}" for index in range(19))
 
 # --- raw input schemas (declared, never inferred) ---
 RATINGS_SCHEMA = T.StructType(

@@ -101,7 +101,7 @@ def check_header(spark: SparkSession, path: str, schema: T.StructType) -> None:
 def check_genre_list(spark: SparkSession, path: str) -> None:
     """u.genre (`name|index` lines) names u.item's flag columns; they are read in ML100K_GENRES' order."""
     listed = [line.strip() for line in storage.read_text(spark, path).splitlines() if line.strip()]
-    expected = [f"{genre}|{index}" for index, genre in enumerate(C.ML100K_GENRES)]
+    expected = [f"{genre}|{index}" for index, genre in enumerate(releases.ML100K_GENRES)]
     if listed != expected:
         raise InputError(f"{path}: lists {' '.join(listed)}; u.item's flags are read as {' '.join(expected)}")
 
@@ -152,10 +152,8 @@ def flagged_genres() -> Column:
     """ML-100K's u.item flags as a genre list in our names, in u.genre's order; no flag set is
     "(no genres listed)", a flag other than 0 or 1 makes it null (a malformed row)."""
     flags = [F.col(flag) for flag in C.ML100K_FLAG_COLUMNS]
-    listed = F.array_join(
-        F.array(*[F.when(flag == 1, F.lit(releases.GENRE_OF[name])) for flag, name in zip(flags, C.ML100K_GENRES)]),
-        "|",
-    )
+    ours = [F.lit(releases.GENRE_OF[name]) for name in releases.ML100K_GENRES]
+    listed = F.array_join(F.array(*[F.when(flag == 1, genre) for flag, genre in zip(flags, ours)]), "|")
     valid = F.lit(True)
     for flag in flags:
         valid = valid & flag.isin(0, 1)

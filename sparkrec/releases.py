@@ -68,30 +68,19 @@ ML_100K = Release(
     encoding=LATIN_1,
     whole_stars=True,
 )
+# ML-1M and ML-10M write ratings and movies alike; tags.dat tells them apart.
+_DAT = {"ratings": _unquoted("ratings.dat", C.RATINGS_SCHEMA), "movies": _unquoted("movies.dat", C.MOVIES_SCHEMA)}
 ML_1M = Release(
     "ml-1m",
     "ML-1M",
-    {
-        "ratings": _unquoted("ratings.dat", C.RATINGS_SCHEMA),
-        "movies": _unquoted("movies.dat", C.MOVIES_SCHEMA),
-        "users": _unquoted("users.dat"),
-    },
+    {**_DAT, "users": _unquoted("users.dat")},
     encoding=LATIN_1,
     whole_stars=True,
     unless=("tags.dat",),
 )
 # Its README names no encoding; the files are read as UTF-8 (see docs/data-contract.md) and a
 # title or tag that is not valid UTF-8 is quarantined.
-ML_10M = Release(
-    "ml-10m",
-    "ML-10M",
-    {
-        "ratings": _unquoted("ratings.dat", C.RATINGS_SCHEMA),
-        "movies": _unquoted("movies.dat", C.MOVIES_SCHEMA),
-        "tags": _unquoted("tags.dat", C.TAGS_SCHEMA),
-    },
-    signature=("tags.dat",),
-)
+ML_10M = Release("ml-10m", "ML-10M", {**_DAT, "tags": _unquoted("tags.dat", C.TAGS_SCHEMA)}, signature=("tags.dat",))
 GROUPLENS = Release(
     "grouplens",
     "ML-20M, ML-25M, ML-32M or ml-latest",
@@ -171,6 +160,8 @@ GENRE_NAMES = (
     ("(no genres listed)", C.NO_GENRES, _CSV_ERA),
 )
 GENRE_OF = {name: genre for name, genre, _ in GENRE_NAMES}
+# u.item's genre flags name these, in u.genre's order: "unknown", then the table's order.
+ML100K_GENRES = ("unknown", *(name for name, _, layouts in GENRE_NAMES if "ml-100k" in layouts and name != "unknown"))
 
 
 def genre_names(layout: str) -> dict[str, str]:

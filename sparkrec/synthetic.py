@@ -853,7 +853,7 @@ def movies_frame(catalogue: Catalogue, layout: str) -> pd.DataFrame:
         })
     flags = {
         flag: catalogue.genres[:, C.GENRE_LIST.index(releases.GENRE_OF[name])].astype(np.int8)
-        for flag, name in zip(C.ML100K_FLAG_COLUMNS, C.ML100K_GENRES)
+        for flag, name in zip(C.ML100K_FLAG_COLUMNS, releases.ML100K_GENRES)
     }
     return pd.DataFrame({
         C.MOVIE_ID: catalogue.ids,
@@ -867,7 +867,7 @@ def movies_frame(catalogue: Catalogue, layout: str) -> pd.DataFrame:
 
 def genre_list_frame() -> pd.DataFrame:
     """ML-100K's u.genre: each u.item flag's genre and position."""
-    return pd.DataFrame({"genre": C.ML100K_GENRES, "index": range(len(C.ML100K_GENRES))})
+    return pd.DataFrame({"genre": releases.ML100K_GENRES, "index": range(len(releases.ML100K_GENRES))})
 
 
 def links_frame(catalogue: Catalogue) -> pd.DataFrame:

@@ -19,7 +19,12 @@ from sparkrec.runinfo import StageTimer, get_logger
 
 ROOT = Path(__file__).resolve().parents[1]
 
-U_GENRE = "".join(f"{genre}|{index}\n" for index, genre in enumerate(C.ML100K_GENRES)) + "\n"
+# As GroupLens ships it, blank last line included.
+U_GENRE = (
+    "unknown|0\nAction|1\nAdventure|2\nAnimation|3\nChildren's|4\nComedy|5\nCrime|6\nDocumentary|7\nDrama|8\n"
+    "Fantasy|9\nFilm-Noir|10\nHorror|11\nMusical|12\nMystery|13\nRomance|14\nSci-Fi|15\nThriller|16\nWar|17\n"
+    "Western|18\n\n"
+)
 
 
 def write(directory: Path, files: dict[str, str | bytes]) -> Path:
@@ -49,7 +54,8 @@ NO_RELEASE = (
     [
         (["u.data", "u.item"], "ml-100k", "u.data, u.item present"),
         (["u.data", "u.item", "u.user", "u.genre", "README"], "ml-100k", "u.data, u.item, u.user, u.genre present"),
-        (["ratings.dat", "movies.dat", "users.dat"], "ml-1m", "ratings.dat, movies.dat, users.dat present; tags.dat absent"),
+        (["ratings.dat", "movies.dat", "users.dat"], "ml-1m",
+         "ratings.dat, movies.dat, users.dat present; tags.dat absent"),
         (["ratings.dat", "movies.dat"], "ml-1m", "ratings.dat, movies.dat present; tags.dat absent"),
         (["ratings.dat", "movies.dat", "tags.dat"], "ml-10m", "tags.dat present"),
         # ML-20M and ML-25M (with genome files), ML-32M and ml-latest-small (without): one layout.
@@ -174,7 +180,8 @@ def test_ml100k_read_natively(spark, tmp_path):
         ("u.data", "malformed_row", "oops"),
         ("u.data", "rating_off_whole_star_grid", "2,1,3.5,878542963"),
         ("u.data", "unknown_movie", "2,9,4.0,878542962"),
-        ("u.item", "malformed_row", "6|Broken Flags (1996)|01-Jan-1996||http://x|0|2|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0"),
+        ("u.item", "malformed_row",
+         "6|Broken Flags (1996)|01-Jan-1996||http://x|0|2|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0"),
         ("u.item", "malformed_row", "7|Too Few Fields (1997)|01-Jan-1997"),
     ])
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from sparkrec import columns as C
-from sparkrec import outputs, synthetic
+from sparkrec import outputs, releases, synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 1000
@@ -338,7 +338,7 @@ def test_each_layout_writes_its_release_files(layouts):
         assert written == LAYOUT_FILES[layout], layout
         record = json.loads((directory / "generator.json").read_text())
         assert record["layout"] == f"GroupLens ml-{layout}"
-    assert lines(layouts["100k"] / "u.genre", "ascii") == [[g, str(i)] for i, g in enumerate(C.ML100K_GENRES)]
+    assert lines(layouts["100k"] / "u.genre", "ascii") == [[g, str(i)] for i, g in enumerate(releases.ML100K_GENRES)]
     # No header, no quoting: every line has the layout's field count.
     for path, fields in [("100k/u.data", 4), ("100k/u.item", 24), ("1m/ratings.dat", 4), ("1m/movies.dat", 3),
                          ("10m/ratings.dat", 4), ("10m/movies.dat", 3), ("10m/tags.dat", 4)]:
@@ -364,7 +364,7 @@ def test_each_layout_names_genres_as_its_release(layouts):
         movies = lines(layouts[layout] / "movies.dat", "latin-1" if layout == "1m" else "utf-8")
         assert {int(m): g for m, _, g in movies} == {
             m: "|".join(renamed.get(g, g) for g in names.split("|")) for m, names in genres.items()}
-    flags = {int(row[0]): [name for name, flag in zip(C.ML100K_GENRES, row[5:]) if flag == "1"]
+    flags = {int(row[0]): [name for name, flag in zip(releases.ML100K_GENRES, row[5:]) if flag == "1"]
              for row in lines(layouts["100k"] / "u.item", "latin-1")}
     as_100k = {"Children": "Children's", C.NO_GENRES: "unknown", "IMAX": None}
     for movie, names in genres.items():

@@ -105,8 +105,10 @@ def test_u_genre_in_another_order_fails_before_any_work(tmp_path):
 
 # --- each layout read to exact rows ---
 
-def read(spark, directory: Path) -> tuple[movielens.MovieLensInput, prepare.Validated]:
-    extracted = prepare.extract(spark, str(directory), prepare.PrepareConfig(), StageTimer(get_logger("test")))
+def read(spark, directory: Path, config: prepare.PrepareConfig | None = None,
+         ) -> tuple[movielens.MovieLensInput, prepare.Validated]:
+    config = config or prepare.PrepareConfig()
+    extracted = prepare.extract(spark, str(directory), config, StageTimer(get_logger("test")))
     return extracted.source, prepare.validate(extracted)
 
 
@@ -285,6 +287,19 @@ def test_ml10m_read_natively(spark, tmp_path):
 GENERATED = synthetic.settings(40, movies=100, seed=11)
 
 
+def test_raw_cache_keeps_releases_apart(spark, tmp_path):
+    """The same movies.dat bytes are latin-1 as ML-1M's and UTF-8 as ML-10M's: one's cached parse
+    must not serve the other."""
+    config = prepare.PrepareConfig(raw_cache=str(tmp_path / "cache"))
+    titles = {}
+    for layout, extra in (("ml-1m", {}), ("ml-10m", {"tags.dat": ""})):
+        files = {"ratings.dat": ML1M["ratings.dat"], "movies.dat": ML1M["movies.dat"], **extra}
+        _, validated = read(spark, write(tmp_path / layout, files), config)
+        titles[layout] = dict(rows(validated.classified["movies"], C.MOVIE_ID, C.TITLE))[2]
+    assert titles == {"ml-1m": "Misérables, Les (1995)", "ml-10m": "Mis\ufffdrables, Les (1995)"}
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.name.startswith("v2-movies-")]) == 2
+
+
 def test_generated_layouts_read_back_whole(spark, tmp_path):
     """What the generator writes in each layout, the reader reads with nothing quarantined:
     the same movies, years and (but where a release lacks a genre) genres as the 20m layout."""
@@ -313,13 +328,15 @@ def test_generated_layouts_read_back_whole(spark, tmp_path):
 
 # --- the same data in two layouts, prepared ---
 
-def prepared(prepare_job, directory: Path, output: Path) -> dict[str, pd.DataFrame]:
-    prepare_job.main(["--input", str(directory), "--output", str(output), "--set", "sample_users=all",
-                      "--set", "figures=false", "--set", "test_fraction=0.3"])
-    return {
+def prepared(prepare_job, directory: Path, output: Path) -> dict:
+    """The splits and movie table prepare writes for `directory`, and its manifest's input record."""
+    manifest = prepare_job.main(["--input", str(directory), "--output", str(output), "--set", "sample_users=all",
+                                 "--set", "figures=false", "--set", "test_fraction=0.3"])
+    tables = {
         name: pq.read_table(output / name).to_pandas().sort_values([C.MOVIE_ID, *keys]).reset_index(drop=True)
         for name, keys in (("train", [C.USER_ID]), ("test", [C.USER_ID]), ("movies", []))
     }
+    return {**tables, "input": manifest["input"], "quarantine": manifest["quarantine"]}
 
 
 # One logical dataset as ML-100K, ML-1M and GroupLens CSV files: whole stars, no IMAX, no tags.
@@ -367,6 +384,13 @@ def test_same_data_in_three_layouts_prepares_to_the_same_splits(spark, prepare_j
         name: prepared(prepare_job, write(tmp_path / name, files), tmp_path / f"{name}-out")
         for name, files in SAME_DATA.items()
     }
+    assert {name: [output["input"][key] for key in ("layout", "release", "detected_by", "encoding")]
+            for name, output in outputs.items()} == {
+        "ml-100k": ["ml-100k", "ML-100K", "u.data, u.item present", "ISO-8859-1"],
+        "ml-1m": ["ml-1m", "ML-1M", "ratings.dat, movies.dat present; tags.dat absent", "ISO-8859-1"],
+        "csv": ["grouplens", "ML-20M, ML-25M, ML-32M or ml-latest", "ratings.csv, movies.csv present", "UTF-8"],
+    }
+    assert all(not reasons for output in outputs.values() for reasons in output["quarantine"].values())
     reference = outputs.pop("csv")
     assert len(reference["train"]) + len(reference["test"]) == len(SAME_RATINGS)
     assert len(reference["test"]) > 0

@@ -7,12 +7,13 @@ The defaults give ML-20M's full shape (138,493 users, 27,278 movies, 20,000,263
 ratings); fewer users scale the catalogue down with them. --layout writes the
 same data as that release's files, with its separators, encoding and genre
 names (docs/data-contract.md); ML-1M and ML-100K get whole stars (half stars
-rounded up) and no tags. Files are written to
-a staging directory next to DIR and renamed into place, so an interrupted run
-never leaves a partial dataset at DIR. DIR may be missing, empty, or an earlier
-generated dataset (replaced once the new one is complete); anything else is
-refused unless --force is given. Parameters, seed and row counts are recorded
-in DIR/generator.json.
+rounded up) and no tags.
+
+Files are written to a staging directory next to DIR and renamed into place, so
+an interrupted run never leaves a partial dataset at DIR. DIR may be missing,
+empty, or an earlier generated dataset (replaced once the new one is complete);
+anything else is refused unless --force is given. Parameters, seed and row
+counts are recorded in DIR/generator.json.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class Release:
     signature: tuple[str, ...] | None = None
     unless: tuple[str, ...] = ()
 
-    def names(self) -> tuple[str, ...]:
+    def signature_files(self) -> tuple[str, ...]:
         return self.signature or tuple(f.name for f in self.files.values())
 
 
@@ -113,7 +113,7 @@ def matching(present: set[str]) -> list[tuple[Release, str]]:
     """The releases `present` (file names) points to, each with why: the files that decided it."""
     found = []
     for release in RELEASES:
-        hits = [name for name in release.names() if name in present]
+        hits = [name for name in release.signature_files() if name in present]
         if hits and not present.intersection(release.unless):
             absent = f"; {', '.join(release.unless)} absent" if release.unless else ""
             found.append((release, f"{', '.join(hits)} present{absent}"))
@@ -128,19 +128,19 @@ def looked_for() -> str:
 
 
 # --- genres ---
-_CSV_ERA = ("ml-10m", "grouplens", "kaggle")
-_EVERY = ("ml-100k", "ml-1m", *_CSV_ERA)
+_LATER = ("ml-10m", "grouplens", "kaggle")
+_EVERY = ("ml-100k", "ml-1m", *_LATER)
 # The genre names in each release's files -> our genre (columns.GENRE_LIST), with the
 # layouts whose files use the name. The READMEs of ML-10M and ml-latest list "Children's"
 # where their files say "Children"; the reader maps every name here whatever the release
 # (anything else is quarantined as unmapped_genre), the generator writes each layout's own.
 GENRE_NAMES = (
-    # name in the files     genre               layouts that use the name
+    # (name in the files, our genre, layouts whose files use the name)
     ("Action", "Action", _EVERY),
     ("Adventure", "Adventure", _EVERY),
     ("Animation", "Animation", _EVERY),
     ("Children's", "Children", ("ml-100k", "ml-1m")),
-    ("Children", "Children", _CSV_ERA),
+    ("Children", "Children", _LATER),
     ("Comedy", "Comedy", _EVERY),
     ("Crime", "Crime", _EVERY),
     ("Documentary", "Documentary", _EVERY),
@@ -148,7 +148,7 @@ GENRE_NAMES = (
     ("Fantasy", "Fantasy", _EVERY),
     ("Film-Noir", "Film-Noir", _EVERY),
     ("Horror", "Horror", _EVERY),
-    ("IMAX", "IMAX", _CSV_ERA),
+    ("IMAX", "IMAX", _LATER),
     ("Musical", "Musical", _EVERY),
     ("Mystery", "Mystery", _EVERY),
     ("Romance", "Romance", _EVERY),
@@ -157,7 +157,7 @@ GENRE_NAMES = (
     ("War", "War", _EVERY),
     ("Western", "Western", _EVERY),
     ("unknown", C.NO_GENRES, ("ml-100k",)),
-    ("(no genres listed)", C.NO_GENRES, _CSV_ERA),
+    ("(no genres listed)", C.NO_GENRES, _LATER),
 )
 GENRE_OF = {name: genre for name, genre, _ in GENRE_NAMES}
 # u.item's genre flags name these, in u.genre's order: "unknown", then the table's order.

@@ -25,7 +25,10 @@ from sparkrec.validation import TooManyBadRows
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", required=True, help="MovieLens directory (GroupLens or Kaggle file names)")
+    parser.add_argument(
+        "--input", required=True,
+        help="MovieLens directory (ML-100K, 1M, 10M, 20M, 25M, 32M, latest or Kaggle's 20M), recognised by its files",
+    )
     outputs.add_arguments(parser, "output directory (local path or Hadoop URI)")
     console.add_argument(parser)
     add_config_arguments(parser, default_config=None)

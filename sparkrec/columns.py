@@ -10,7 +10,7 @@ import re
 
 from pyspark.sql import types as T
 
-# --- raw MovieLens columns (GroupLens and Kaggle layouts share these names) ---
+# --- raw MovieLens columns (every release's files are read under these names) ---
 USER_ID = "userId"
 MOVIE_ID = "movieId"
 RATING = "rating"
@@ -28,7 +28,7 @@ RELEVANCE = "relevance"
 CORRUPT = "_corrupt_record"
 
 # --- derived columns ---
-RELEASE_YEAR = "release_year"  # nullable int: titles without a year
+RELEASE_YEAR = "release_year"  # nullable int, from the title's "(YYYY)"; see movielens.movie_columns
 GENRE1 = "genre1"  # first listed genre (the paper's input), null if none
 GENRE2 = "genre2"  # second listed genre, null if fewer than two
 LIKE = "like"  # 1 if rating >= like_threshold else 0
@@ -54,8 +54,9 @@ RECORD = "record"  # the offending line (or its fields joined with commas)
 # --- genres ---
 NO_GENRES = "(no genres listed)"
 # The MovieLens genre set: 19 genres plus the "(no genres listed)" marker.
-# The multi-hot vector has one column per entry, in this order; a genre not
-# in this list still gets a vocabulary index but no multi-hot column.
+# The multi-hot vector has one column per entry, in this order. Every release's
+# genre names are mapped onto this list as they are read (releases.GENRE_NAMES);
+# a movie with a name that maps to none is quarantined.
 GENRE_LIST = (
     "Action",
     "Adventure",
@@ -87,6 +88,12 @@ def genre_flag_column(genre: str) -> str:
 
 
 GENRE_FLAG_COLUMNS = tuple(genre_flag_column(g) for g in GENRE_LIST)
+
+# --- ML-100K's u.item: no genre list but 19 0/1 flags, one per u.genre line (releases.ML100K_GENRES) ---
+RELEASE_DATE = "release_date"  # "01-Jan-1995"
+VIDEO_RELEASE_DATE = "video_release_date"
+IMDB_URL = "imdb_url"
+ML100K_FLAG_COLUMNS = tuple(f"u_item_genre_{index}" for index in range(19))
 
 # --- raw input schemas (declared, never inferred) ---
 RATINGS_SCHEMA = T.StructType(
@@ -128,6 +135,16 @@ TAGS_SCHEMA_KAGGLE = T.StructType(
         T.StructField(TAG, T.StringType()),
         T.StructField(TIMESTAMP, T.StringType()),
     ]
+)
+U_ITEM_SCHEMA = T.StructType(
+    [
+        T.StructField(MOVIE_ID, T.IntegerType()),
+        T.StructField(TITLE, T.StringType()),
+        T.StructField(RELEASE_DATE, T.StringType()),
+        T.StructField(VIDEO_RELEASE_DATE, T.StringType()),
+        T.StructField(IMDB_URL, T.StringType()),
+    ]
+    + [T.StructField(flag, T.IntegerType()) for flag in ML100K_FLAG_COLUMNS]
 )
 LINKS_SCHEMA = T.StructType(
     [

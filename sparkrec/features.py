@@ -51,7 +51,7 @@ def movie_features(movies: DataFrame, tags: DataFrame | None, top_tags: int) -> 
         C.MOVIE_ID,
         C.TITLE,
         C.GENRES,
-        release_year(F.col(C.TITLE)).alias(C.RELEASE_YEAR),
+        C.RELEASE_YEAR,
         listed.getItem(0).alias(C.GENRE1),
         F.get(listed, 1).alias(C.GENRE2),
         *[F.array_contains(listed, genre).cast(T.ByteType()).alias(flag)

@@ -1,4 +1,4 @@
-"""The prepare pipeline: MovieLens CSVs -> validated interactions -> sampled, split Petastorm datasets.
+"""The prepare pipeline: MovieLens files -> validated interactions -> sampled, split Petastorm datasets.
 
 `jobs/prepare.py` calls these stages in order; each takes and returns plain
 values so tests can run any of them alone.
@@ -6,6 +6,7 @@ values so tests can run any of them alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tempfile
@@ -122,7 +123,7 @@ def validate(extracted: Extracted) -> Validated:
     movies = validation.classify_movies(extracted.frames["movies"]).cache()
     known = validation.good(movies)
     classifiers = {
-        "ratings": validation.classify_ratings,
+        "ratings": functools.partial(validation.classify_ratings, whole_stars=extracted.source.release.whole_stars),
         "tags": validation.classify_tags,
         "links": validation.classify_links,
     }
@@ -143,10 +144,11 @@ def quarantine(validated: Validated, source: movielens.MovieLensInput) -> DataFr
 
 
 def check_not_empty(validated: Validated, source: movielens.MovieLensInput) -> None:
-    """A required file with a header and no data rows fails before anything is written."""
+    """A required file without data rows fails before anything is written."""
     for table in movielens.REQUIRED:
         if not sum(validated.counts[table].values()):
-            raise movielens.InputError(f"{source.files[table].path}: no data rows, only a header")
+            header = ", only a header" if source.format(table).header else ""
+            raise movielens.InputError(f"{source.files[table].path}: no data rows{header}")
 
 
 def check_quality(validated: Validated, source: movielens.MovieLensInput, config: PrepareConfig) -> None:
@@ -355,6 +357,9 @@ def manifest(
         "input": {
             "directory": input_dir,
             "layout": source.layout,
+            "release": source.release.label,
+            "detected_by": source.detected_by,
+            "encoding": source.release.encoding,
             "files": {
                 table: {"name": f.name, "path": f.path, "bytes": f.size, "sha256": f.sha256}
                 for table, f in source.files.items()

@@ -1,4 +1,5 @@
-"""Synthetic MovieLens in the GroupLens ML-20M file layout, calibrated to ML-20M's shape.
+"""Synthetic MovieLens, calibrated to ML-20M's shape, in the file layout of ML-20M or of
+ML-10M, ML-1M or ML-100K (`LAYOUTS`, from sparkrec.releases).
 
 Ratings come from a hidden preference model: user and movie biases, latent
 factors, per-user genre affinities and a release-year effect, plus noise. The
@@ -17,12 +18,16 @@ Users are generated in fixed blocks of `USERS_PER_CHUNK`, each from its own
 child seed, in two passes: the first draws every block's (user, movie,
 timestamp, score), compactly in memory (24 bytes a rating); the second, once
 the thresholds are known, turns scores into stars and streams each block to
-CSV. The same arguments give byte-identical files.
+the ratings file. The same arguments give byte-identical files; every layout
+holds the same data, but for what a release cannot say (ML-100K and ML-1M:
+whole stars, no tags; ML-100K: no IMAX).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -35,7 +40,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sparkrec import columns as C
-from sparkrec import outputs
+from sparkrec import outputs, releases
 
 # --- the published ML-20M shape ---
 FULL_USERS = 138_493
@@ -209,14 +214,26 @@ ARTICLES = ("The", "A", "An")
 # Independent random streams, so one part of the dataset never shifts another.
 CATALOGUE_STREAM, COUNTS_STREAM, USERS_STREAM, TAGS_STREAM, GENOME_STREAM = range(5)
 
-HEADERS = {
-    "ratings.csv": (C.USER_ID, C.MOVIE_ID, C.RATING, C.TIMESTAMP),
-    "movies.csv": (C.MOVIE_ID, C.TITLE, C.GENRES),
-    "tags.csv": (C.USER_ID, C.MOVIE_ID, C.TAG, C.TIMESTAMP),
-    "links.csv": (C.MOVIE_ID, C.IMDB_ID, C.TMDB_ID),
-    "genome-scores.csv": (C.MOVIE_ID, C.TAG_ID, C.RELEVANCE),
-    "genome-tags.csv": (C.TAG_ID, C.TAG),
+# --layout: the release whose files are written (names, separators, encodings: sparkrec.releases).
+LAYOUTS = {
+    "100k": releases.ML_100K,
+    "1m": releases.ML_1M,
+    "10m": releases.ML_10M,
+    "20m": releases.GROUPLENS,
 }
+DEFAULT_LAYOUT = "20m"
+# How each layout writes a star: ML-20M "4.0", ML-10M "4" and "3.5". ML-100K and ML-1M had
+# whole stars only: a half star is rounded up, which keeps every rating's like label
+# (rating >= 3.5) and keeps 0.5 in their 1..5 range.
+STAR_TEXT = {
+    "100k": lambda stars: f"{math.ceil(stars)}",
+    "1m": lambda stars: f"{math.ceil(stars)}",
+    "10m": lambda stars: f"{stars:g}",
+    "20m": lambda stars: f"{stars:.1f}",
+}
+# ML-100K's u.item carries a release date and an IMDb link; these stand in for them.
+RELEASE_DATE_FORMAT = "01-Jan-{year}"
+IMDB_URL_FORMAT = "http://us.imdb.com/title/tt{imdb:07d}/"
 
 
 @dataclass(frozen=True)
@@ -428,10 +445,11 @@ def movie_titles(rng: np.random.Generator, years: np.ndarray) -> list[str]:
     return titles
 
 
-def genre_strings(genres: np.ndarray) -> list[str]:
-    """Pipe-joined genre names in GENRE_LIST (alphabetical) order, as MovieLens lists them."""
-    names = np.array(C.GENRE_LIST)
-    return ["|".join(names[row]) for row in genres]
+def genre_strings(genres: np.ndarray, names: dict[str, str]) -> list[str]:
+    """Pipe-joined genre names (`names`: ours -> the layout's) in GENRE_LIST (alphabetical) order,
+    as MovieLens lists them."""
+    listed = np.array([names[genre] for genre in C.GENRE_LIST])
+    return ["|".join(listed[row]) for row in genres]
 
 
 def genre_slots(genres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -773,20 +791,38 @@ def genome_scores(config: Settings, catalogue: Catalogue, tags: list[str]) -> pd
 # --- files ---
 
 
-def write_frame(frame: pd.DataFrame, path: Path, **options) -> int:
-    """Write a small table as GroupLens CSV: its HEADERS columns, quotes only where needed; return its rows."""
-    frame[list(HEADERS[path.name])].to_csv(path, index=False, lineterminator="\n", **options)
+def write_frame(frame: pd.DataFrame, path: Path, file: releases.FileFormat, encoding: str, **options) -> int:
+    """Write a small table in `file`'s format, its declared columns in order; return its rows.
+
+    GroupLens CSV has a header and quotes only where needed; the .dat and u.* files
+    have neither, so a field holding the separator cannot be written.
+    """
+    if file.schema is not None:
+        frame = frame[file.schema.fieldNames()]
+    if file.quote:
+        frame.to_csv(path, index=False, lineterminator="\n", encoding=encoding, **options)
+        return len(frame)
+    text = frame.astype(str)
+    for name in text.columns:
+        if text[name].str.contains(file.sep, regex=False).any():
+            raise ValueError(f"{path.name}: a {name} value holds the separator {file.sep!r}")
+    path.write_bytes("".join(file.sep.join(row) + "\n" for row in text.itertuples(index=False)).encode(encoding))
     return len(frame)
 
 
-def write_ratings(path: Path, catalogue: Catalogue, chunks: list[Ratings], cuts: StarCuts) -> np.ndarray:
-    """Stream every block to ratings.csv; return the number of ratings per star level."""
-    labels = pa.array([f"{s:.1f}" for s in STARS])
+def write_ratings(path: Path, layout: str, catalogue: Catalogue, chunks: list[Ratings],
+                  cuts: StarCuts) -> dict[str, int]:
+    """Stream every block to the layout's ratings file; return the number of ratings per star written."""
+    file = LAYOUTS[layout].files["ratings"]
+    stars = [STAR_TEXT[layout](s) for s in STARS]
+    labels = pa.array(stars)
     histogram = np.zeros(len(STARS), dtype=np.int64)
-    # Arrow's CSV writer is ~10x faster than pandas; "none" quoting is safe for numbers.
+    # Arrow's CSV writer is ~10x faster than pandas; "none" quoting is safe for numbers, and so
+    # is putting the layout's separator in place of the comma afterwards.
     options = pacsv.WriteOptions(include_header=False, quoting_style="none")
     with open(path, "wb") as sink:
-        sink.write((",".join(HEADERS["ratings.csv"]) + "\n").encode())
+        if file.header:
+            sink.write((",".join(file.schema.fieldNames()) + "\n").encode())
         for chunk in chunks:
             levels = star_levels(chunk, cuts)
             histogram += np.bincount(levels, minlength=len(STARS))
@@ -796,17 +832,42 @@ def write_ratings(path: Path, catalogue: Catalogue, chunks: list[Ratings], cuts:
                 C.RATING: labels.take(pa.array(levels)),
                 C.TIMESTAMP: chunk.timestamps,
             })
-            pacsv.write_csv(table, sink, options)
-    return histogram
+            block = io.BytesIO()
+            pacsv.write_csv(table, block, options)
+            sink.write(block.getvalue().replace(b",", file.sep.encode()))
+    written: dict[str, int] = {}
+    for text, count in zip(stars, histogram):
+        key = f"{float(text):.1f}"
+        written[key] = written.get(key, 0) + int(count)
+    return written
 
 
-def movies_frame(catalogue: Catalogue) -> pd.DataFrame:
-    """movies.csv: id, title and pipe-joined genres of every catalogue movie."""
+def movies_frame(catalogue: Catalogue, layout: str) -> pd.DataFrame:
+    """The movies file: id, title and the pipe-joined genres in the layout's genre names, or,
+    for ML-100K's u.item, a 0/1 flag per u.genre genre (IMAX has none there)."""
+    if C.RELEASE_DATE not in LAYOUTS[layout].files["movies"].schema.fieldNames():
+        return pd.DataFrame({
+            C.MOVIE_ID: catalogue.ids,
+            C.TITLE: catalogue.titles,
+            C.GENRES: genre_strings(catalogue.genres, releases.genre_names(LAYOUTS[layout].layout)),
+        })
+    flags = {
+        flag: catalogue.genres[:, C.GENRE_LIST.index(releases.GENRE_OF[name])].astype(np.int8)
+        for flag, name in zip(C.ML100K_FLAG_COLUMNS, releases.ML100K_GENRES)
+    }
     return pd.DataFrame({
         C.MOVIE_ID: catalogue.ids,
         C.TITLE: catalogue.titles,
-        C.GENRES: genre_strings(catalogue.genres),
+        C.RELEASE_DATE: [RELEASE_DATE_FORMAT.format(year=year) for year in catalogue.years],
+        C.VIDEO_RELEASE_DATE: "",
+        C.IMDB_URL: [IMDB_URL_FORMAT.format(imdb=imdb) for imdb in catalogue.imdb_ids],
+        **flags,
     })
+
+
+def genre_list_frame() -> pd.DataFrame:
+    """ML-100K's u.genre: each u.item flag's genre and position."""
+    return pd.DataFrame({"genre": releases.ML100K_GENRES, "index": range(len(releases.ML100K_GENRES))})
 
 
 def links_frame(catalogue: Catalogue) -> pd.DataFrame:
@@ -820,38 +881,44 @@ def links_frame(catalogue: Catalogue) -> pd.DataFrame:
     })
 
 
-def write_dataset(directory: Path, config: Settings) -> dict:
-    """Write every file of the dataset into `directory`; return the generator.json record."""
+def write_dataset(directory: Path, config: Settings, layout: str = DEFAULT_LAYOUT) -> dict:
+    """Write every file of the dataset in `layout` into `directory`; return the generator.json record."""
+    release = LAYOUTS[layout]
     catalogue = make_catalogue(config)
     counts = rating_counts(stream(config.seed, COUNTS_STREAM), config.users, config.movies)
     n_chunks = -(-config.users // USERS_PER_CHUNK)
     chunks = [chunk_ratings(config, catalogue, counts, k) for k in range(n_chunks)]
     cuts = star_cuts(chunks)
-    histogram = write_ratings(directory / "ratings.csv", catalogue, chunks, cuts)
-    tags = pd.concat([chunk_tags(config, catalogue, chunk, k) for k, chunk in enumerate(chunks)])
+    ratings = release.files["ratings"]
+    histogram = write_ratings(directory / ratings.name, layout, catalogue, chunks, cuts)
     names = genome_tags(config.genome_tags)
-    rows = {
-        "ratings.csv": int(histogram.sum()),
-        "movies.csv": write_frame(movies_frame(catalogue), directory / "movies.csv"),
-        "tags.csv": write_frame(tags, directory / "tags.csv"),
-        "links.csv": write_frame(links_frame(catalogue), directory / "links.csv"),
-        "genome-tags.csv": write_frame(
-            pd.DataFrame({C.TAG_ID: np.arange(1, len(names) + 1), C.TAG: names}), directory / "genome-tags.csv"
-        ),
-        "genome-scores.csv": write_frame(
-            genome_scores(config, catalogue, names), directory / "genome-scores.csv", float_format="%.5f"
-        ),
+    # Each table is built only for a layout that has its file; every one draws from its own stream.
+    tables = {
+        "movies": lambda: movies_frame(catalogue, layout),
+        "tags": lambda: pd.concat([chunk_tags(config, catalogue, chunk, k) for k, chunk in enumerate(chunks)]),
+        "links": lambda: links_frame(catalogue),
+        "genome_tags": lambda: pd.DataFrame({C.TAG_ID: np.arange(1, len(names) + 1), C.TAG: names}),
+        "genome_scores": lambda: genome_scores(config, catalogue, names),
+        "genre_list": genre_list_frame,
     }
-    record = generator_record(config, cuts, histogram, rows)
+    options = {"genome_scores": {"float_format": "%.5f"}}
+    rows = {ratings.name: sum(histogram.values())}
+    for table, build in tables.items():
+        if table in release.files:
+            file = release.files[table]
+            rows[file.name] = write_frame(build(), directory / file.name, file, release.encoding,
+                                          **options.get(table, {}))
+    record = generator_record(config, layout, cuts, histogram, rows)
     (directory / "generator.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
-def generator_record(config: Settings, cuts: StarCuts, histogram: np.ndarray, rows: dict[str, int]) -> dict:
+def generator_record(config: Settings, layout: str, cuts: StarCuts, histogram: dict[str, int],
+                     rows: dict[str, int]) -> dict:
     """Every parameter that shaped the dataset, and what came out, for generator.json."""
     return {
         "generator": "sparkrec.synthetic",
-        "layout": "GroupLens ml-20m",
+        "layout": f"GroupLens ml-{layout}",
         "seed": config.seed,
         "users": config.users,
         "movies": config.movies,
@@ -908,16 +975,24 @@ def generator_record(config: Settings, cuts: StarCuts, histogram: np.ndarray, ro
             "score_lower_bounds_with_half_stars": lower_bounds(cuts.cuts_after, cuts.counts_after),
         },
         "rows": rows,
-        "rating_histogram": {f"{s:.1f}": int(n) for s, n in zip(STARS, histogram)},
+        "rating_histogram": histogram,
     }
 
 
-def generate(output: str | os.PathLike, config: Settings, force: bool = False) -> dict:
-    """Write the dataset to `output` through the jobs' staged commit (`sparkrec.outputs`); return generator.json.
+def table_rows(record: dict, layout: str) -> dict[str, int]:
+    """generator.json's row counts by table (ratings, movies, ...) rather than file name."""
+    return {table: record["rows"][file.name] for table, file in LAYOUTS[layout].files.items()
+            if file.name in record["rows"]}
+
+
+def generate(output: str | os.PathLike, config: Settings, force: bool = False,
+             layout: str = DEFAULT_LAYOUT) -> dict:
+    """Write the dataset in `layout` to `output` through the jobs' staged commit (`sparkrec.outputs`);
+    return generator.json.
 
     `output` may be missing, empty or an earlier generated dataset (anything
     else only with `force`); it is replaced once the new dataset is complete,
     and a failed run leaves nothing behind.
     """
     with outputs.staged_output(None, os.fspath(output), "generate", force=force, keep_failed=False) as staging:
-        return write_dataset(Path(staging), config)
+        return write_dataset(Path(staging), config, layout)

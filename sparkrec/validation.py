@@ -1,7 +1,8 @@
 """Row validation: every input row either passes or gets a quarantine reason.
 
-Each `classify_*` function returns its declared columns, `_corrupt_record` and
-a `reason` column: null for a good row, else the first rule the row breaks. Callers cache the result and
+Each `classify_*` function returns its declared columns (movies also the
+year the reader derived), `_corrupt_record` and a `reason` column: null for a
+good row, else the first rule the row breaks. Callers cache the result and
 split it with `good` / `quarantined`, so nothing is dropped silently.
 """
 
@@ -11,16 +12,24 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from sparkrec import columns as C
+from sparkrec import features
 
 MALFORMED = "malformed_row"
+# Not valid UTF-8: the reader decoded the bytes it could not as U+FFFD.
+UNDECODABLE = "undecodable_text"
+UNMAPPED_GENRE = "unmapped_genre"
 RATING_OUT_OF_RANGE = "rating_out_of_range"
 RATING_OFF_GRID = "rating_off_half_star_grid"
+RATING_OFF_WHOLE_STARS = "rating_off_whole_star_grid"
 UNKNOWN_MOVIE = "unknown_movie"
 DUPLICATE_RATING = "duplicate_user_movie_rating"
 DUPLICATE_MOVIE = "duplicate_movie_id"
 
 MIN_RATING = 0.5
 MAX_RATING = 5.0
+REPLACEMENT_CHARACTER = "\ufffd"
+# Columns the reader derives, not part of the input line a quarantine record shows.
+DERIVED = (C.RELEASE_YEAR,)
 
 
 def _first_failure(*rules: tuple[Column, str]) -> Column:
@@ -49,18 +58,29 @@ def _known_movie_flag(frame: DataFrame, movie_ids: DataFrame) -> DataFrame:
     return frame.join(F.broadcast(known), C.MOVIE_ID, "left")
 
 
+def _undecodable(name: str) -> Column:
+    return F.col(name).contains(REPLACEMENT_CHARACTER)
+
+
 def classify_movies(movies: DataFrame) -> DataFrame:
-    """Movies need an id, a title and a genre list; a repeated id keeps its first title."""
+    """Movies need an id, a decodable title and a genre list in our genre names (columns.GENRE_LIST);
+    a repeated id keeps its first title."""
     fields = [C.MOVIE_ID, C.TITLE, C.GENRES]
-    base = _first_failure((_malformed(fields), MALFORMED))
+    unmapped = F.exists(features.genre_list(F.col(C.GENRES)), lambda genre: ~genre.isin(*C.GENRE_LIST))
+    base = _first_failure(
+        (_malformed(fields), MALFORMED),
+        (_undecodable(C.TITLE), UNDECODABLE),
+        (unmapped, UNMAPPED_GENRE),
+    )
     rank = F.row_number().over(Window.partitionBy(C.MOVIE_ID, base.isNull()).orderBy(C.TITLE, C.GENRES))
     return movies.select(
-        *fields, C.CORRUPT, F.coalesce(base, F.when(rank > 1, F.lit(DUPLICATE_MOVIE))).alias(C.REASON)
+        *fields, *DERIVED, C.CORRUPT, F.coalesce(base, F.when(rank > 1, F.lit(DUPLICATE_MOVIE))).alias(C.REASON)
     )
 
 
-def classify_ratings(ratings: DataFrame, movies: DataFrame) -> DataFrame:
-    """Ratings on the half-star grid 0.5..5.0, of a known movie, one per (user, movie).
+def classify_ratings(ratings: DataFrame, movies: DataFrame, whole_stars: bool = False) -> DataFrame:
+    """Ratings on the half-star grid 0.5..5.0 (whole stars for the releases that had no
+    half stars), of a known movie, one per (user, movie).
 
     Of duplicate (user, movie) pairs the earliest rating is kept (ties: the
     lower rating) and the later ones are quarantined.
@@ -68,10 +88,14 @@ def classify_ratings(ratings: DataFrame, movies: DataFrame) -> DataFrame:
     fields = [C.USER_ID, C.MOVIE_ID, C.RATING, C.TIMESTAMP]
     flagged = _known_movie_flag(ratings, movies)
     rating = F.col(C.RATING)
+    if whole_stars:
+        grid = (rating != F.round(rating), RATING_OFF_WHOLE_STARS)
+    else:
+        grid = ((rating * 2) != F.round(rating * 2), RATING_OFF_GRID)
     base = _first_failure(
         (_malformed(fields), MALFORMED),
         ((rating < MIN_RATING) | (rating > MAX_RATING) | F.isnan(rating), RATING_OUT_OF_RANGE),
-        ((rating * 2) != F.round(rating * 2), RATING_OFF_GRID),
+        grid,
         (F.col("_known_movie").isNull(), UNKNOWN_MOVIE),
     )
     rank = F.row_number().over(
@@ -87,6 +111,7 @@ def classify_tags(tags: DataFrame, movies: DataFrame) -> DataFrame:
     flagged = _known_movie_flag(tags, movies)
     reason = _first_failure(
         (_malformed(fields) | (F.trim(F.col(C.TAG)) == ""), MALFORMED),
+        (_undecodable(C.TAG), UNDECODABLE),
         (F.col("_known_movie").isNull(), UNKNOWN_MOVIE),
     )
     return flagged.select(*fields, C.CORRUPT, reason.alias(C.REASON))
@@ -109,7 +134,7 @@ def good(classified: DataFrame) -> DataFrame:
 
 def quarantined(classified: DataFrame, source: str) -> DataFrame:
     """Rejected rows as (source, reason, record); the record is built for bad rows only."""
-    fields = [name for name in classified.columns if name not in (C.REASON, C.CORRUPT)]
+    fields = [name for name in classified.columns if name not in (C.REASON, C.CORRUPT, *DERIVED)]
     return classified.filter(F.col(C.REASON).isNotNull()).select(
         F.lit(source).alias(C.SOURCE), C.REASON, _record(fields).alias(C.RECORD)
     )

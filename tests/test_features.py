@@ -38,11 +38,11 @@ def test_like_label_counts_exactly_the_threshold_as_like(spark):
 def test_movie_features_genres_and_flags(spark):
     movies = spark.createDataFrame(
         [
-            (1, "Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy"),
-            (2, "Solo (2000)", "Drama"),
-            (3, "Nothing (2010)", C.NO_GENRES),
+            (1, "Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy", 1995),
+            (2, "Solo (2000)", "Drama", 2000),
+            (3, "Nothing (2010)", C.NO_GENRES, 2010),
         ],
-        f"{C.MOVIE_ID} int, {C.TITLE} string, {C.GENRES} string",
+        f"{C.MOVIE_ID} int, {C.TITLE} string, {C.GENRES} string, {C.RELEASE_YEAR} int",
     )
     rows = {r[C.MOVIE_ID]: r for r in features.movie_features(movies, None, 3).collect()}
     assert (rows[1][C.GENRE1], rows[1][C.GENRE2]) == ("Adventure", "Animation")

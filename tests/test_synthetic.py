@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from sparkrec import columns as C
-from sparkrec import outputs, synthetic
+from sparkrec import outputs, releases, synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 1000
@@ -302,3 +302,99 @@ def test_cli_fails_in_one_line(tmp_path):
     )
     assert (result.returncode, result.stderr) == (1, "generate: --users must be at least 1, got 0\n")
     assert not (tmp_path / "ml").exists()
+
+
+# --- the other releases' layouts (--layout) ---
+
+LAYOUT_FILES = {
+    "100k": ["u.data", "u.genre", "u.item"],
+    "1m": ["movies.dat", "ratings.dat"],
+    "10m": ["movies.dat", "ratings.dat", "tags.dat"],
+    "20m": sorted(FILES),
+}
+ACCENTED = "Misérables, Les (1995)"
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory) -> dict[str, Path]:
+    """The same settings written in every layout, the first title accented to show each file's encoding."""
+    root = tmp_path_factory.mktemp("layouts")
+    titles = synthetic.movie_titles
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synthetic, "movie_titles", lambda rng, years: [ACCENTED, *titles(rng, years)[1:]])
+        for layout in synthetic.LAYOUTS:
+            synthetic.generate(root / layout, synthetic.settings(300, seed=7), layout=layout)
+    return {layout: root / layout for layout in synthetic.LAYOUTS}
+
+
+def lines(path: Path, encoding: str) -> list[list[str]]:
+    return [line.split({".dat": "::", ".data": "\t"}.get(path.suffix, "|")) for line in
+            path.read_bytes().decode(encoding).splitlines()]
+
+
+def test_each_layout_writes_its_release_files(layouts):
+    for layout, directory in layouts.items():
+        written = sorted(p.name for p in directory.iterdir() if p.name not in ("generator.json", outputs.MARKER))
+        assert written == LAYOUT_FILES[layout], layout
+        record = json.loads((directory / "generator.json").read_text())
+        assert record["layout"] == f"GroupLens ml-{layout}"
+    assert lines(layouts["100k"] / "u.genre", "ascii") == [[g, str(i)] for i, g in enumerate(releases.ML100K_GENRES)]
+    # No header, no quoting: every line has the layout's field count.
+    for path, fields in [("100k/u.data", 4), ("100k/u.item", 24), ("1m/ratings.dat", 4), ("1m/movies.dat", 3),
+                         ("10m/ratings.dat", 4), ("10m/movies.dat", 3), ("10m/tags.dat", 4)]:
+        rows = lines(layouts[path.split("/")[0]] / path.split("/")[1], "latin-1")
+        assert {len(row) for row in rows} == {fields}, path
+        assert rows[0][0].isdigit(), path
+
+
+def test_latin_1_where_the_release_is(layouts):
+    latin, utf8 = ACCENTED.encode("latin-1"), ACCENTED.encode("utf-8")
+    for path, encoded in [("100k/u.item", latin), ("1m/movies.dat", latin), ("10m/movies.dat", utf8),
+                          ("20m/movies.csv", b'"' + utf8 + b'"')]:
+        data = (layouts[path.split("/")[0]] / path.split("/")[1]).read_bytes()
+        assert encoded in data and (utf8 if encoded == latin else latin) not in data, path
+
+
+def test_each_layout_names_genres_as_its_release(layouts):
+    reference = pd.read_csv(layouts["20m"] / "movies.csv", keep_default_na=False)
+    genres = dict(zip(reference[C.MOVIE_ID], reference[C.GENRES]))
+    listed = set("|".join(genres.values()).split("|"))
+    assert {"Children", "IMAX", C.NO_GENRES} <= listed
+    for layout, renamed in [("10m", {}), ("1m", {"Children": "Children's"})]:
+        movies = lines(layouts[layout] / "movies.dat", "latin-1" if layout == "1m" else "utf-8")
+        assert {int(m): g for m, _, g in movies} == {
+            m: "|".join(renamed.get(g, g) for g in names.split("|")) for m, names in genres.items()}
+    flags = {int(row[0]): [name for name, flag in zip(releases.ML100K_GENRES, row[5:]) if flag == "1"]
+             for row in lines(layouts["100k"] / "u.item", "latin-1")}
+    as_100k = {"Children": "Children's", C.NO_GENRES: "unknown", "IMAX": None}
+    for movie, names in genres.items():
+        assert flags[movie] == [as_100k.get(g, g) for g in names.split("|") if as_100k.get(g, g)], movie
+
+
+def test_whole_star_layouts_round_half_stars_up_and_keep_the_like_labels(layouts):
+    reference = pd.read_csv(layouts["20m"] / "ratings.csv")
+    assert (reference[C.RATING] % 1 == 0.5).any()
+    for layout, path in [("100k", "u.data"), ("1m", "ratings.dat"), ("10m", "ratings.dat")]:
+        table = pd.DataFrame(lines(layouts[layout] / path, "ascii"), columns=HEADERS["ratings.csv"].split(","))
+        for column in (C.USER_ID, C.MOVIE_ID, C.TIMESTAMP):
+            assert (table[column].astype(int) == reference[column]).all(), (layout, column)
+        stars = table[C.RATING].astype(float)
+        if layout == "10m":
+            assert (stars == reference[C.RATING]).all() and "4" in set(table[C.RATING])
+        else:
+            assert set(table[C.RATING]) == {"1", "2", "3", "4", "5"}
+            assert (stars == np.ceil(reference[C.RATING])).all()
+            assert ((stars >= 3.5) == (reference[C.RATING] >= 3.5)).all()
+    assert json.loads((layouts["1m"] / "generator.json").read_text())["rating_histogram"] == {
+        f"{s:.1f}": int((np.ceil(reference[C.RATING]) == s).sum()) for s in (1, 2, 3, 4, 5)}
+
+
+def test_cli_writes_a_layout(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "generate.py"), "--output", str(tmp_path / "ml"), "--users", "25",
+         "--movies", "100", "--layout", "1m"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True,
+    )
+    ratings = (tmp_path / "ml" / "ratings.dat").read_text().count("\n")
+    assert result.stdout == f"generate: wrote {ratings:,} ratings of 25 users on 100 movies and 0 tags to " \
+                            f"{tmp_path / 'ml'} (1m layout)\n"

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# pyspark's spark-submit with the venv's Spark and Python, conf/spark/local.conf by default (sparkrec/submit.py).
+# pyspark's spark-submit with the venv's Spark and Python, conf/spark/local.conf by default (sparkrec/core/submit.py).
 SPARK_SUBMIT := $(BIN)/sparkrec-submit
 # pyspark's own launchers (test-legacy's spark-submit lines; Spark started from Python by the
 # tests) find Spark and start Python workers through the PATH and PYSPARK_PYTHON: the venv's.

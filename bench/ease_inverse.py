@@ -3,7 +3,7 @@
     python bench/ease_inverse.py --data PREPARED_DIR [--lambda 300]
 
 Builds the binary rated-in-train Gram matrix of the prepared train split in
-float32 with `sparkrec.ease.Matrix`, then times `ease.weights` (LAPACK potrf +
+float32 with `sparkrec.evaluate.ease.Matrix`, then times `ease.weights` (LAPACK potrf +
 potri, then B = -P / diag(P)), `np.linalg.eigh` of the same matrix, and the
 product V diag(1 / (s + lambda)) V^T that an eigendecomposition needs for each
 further lambda. Prints the three times and the grid size from which the
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from sparkrec import columns as C
-from sparkrec import ease
+from sparkrec.core import columns as C
+from sparkrec.evaluate import ease
 
 
 def timed(work):

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sparkrec import columns as C
-from sparkrec.dataset import Holdout, parquet_files
+from sparkrec.core import columns as C
+from sparkrec.train.dataset import Holdout, parquet_files
 
 ITERATIONS = 12
 BIAS_RIDGE = 2.0

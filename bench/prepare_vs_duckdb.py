@@ -118,7 +118,7 @@ COPY (SELECT * FROM sampled WHERE hash(userId, movieId, 42) % 10 = 0) TO '{out}/
 
 
 def run_duckdb(raw: Path, output: Path) -> tuple[float, int]:
-    from sparkrec import columns as C
+    from sparkrec.core import columns as C
 
     flags = ",\n         ".join(
         f"CAST(list_contains(string_split(genres, '|'), '{genre}') AS TINYINT) AS {flag}"

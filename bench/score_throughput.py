@@ -60,7 +60,7 @@ def random_model(kind: str, data: Path, target: Path) -> Path:
     """A `paper` or `twotower` model with seeded random weights, saved with the data's vocabularies."""
     import keras
 
-    from sparkrec import model, twotower
+    from sparkrec.models import pairwise as model, twotower
 
     vocab_sizes = json.loads((data / "manifest.json").read_text())["vocab_sizes"]
     keras.utils.set_random_seed(0)
@@ -104,7 +104,7 @@ def als_recommend_for_all(data: Path, output: Path, rank: int) -> tuple[int, int
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import SparkSession
 
-    from sparkrec import columns as C
+    from sparkrec.core import columns as C
 
     spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "12g")
              .config("spark.sql.shuffle.partitions", "8").config("spark.ui.enabled", "false").getOrCreate())

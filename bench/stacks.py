@@ -30,7 +30,7 @@ from pathlib import Path
 
 from score_throughput import random_model
 
-from sparkrec import console
+from sparkrec.core import console
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("legacy", "current")

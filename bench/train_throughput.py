@@ -5,7 +5,7 @@
 
 For each batch size, one epoch of the paper model is trained on the prepared
 train/ split twice, from fresh weights: fed by the training job's Petastorm
-feed (sparkrec.dataset.Feed: make_batch_reader, row-group shuffle, a shuffle
+feed (sparkrec.train.dataset.Feed: make_batch_reader, row-group shuffle, a shuffle
 buffer, numpy slicing, tf.data prefetch), and fed from the same rows held in
 numpy arrays (Keras' own array pipeline: the ceiling). Rows/s are counted from
 the end of the first step, so graph tracing is not charged to either feed;
@@ -26,7 +26,7 @@ import resource
 import time
 from pathlib import Path
 
-from sparkrec import console
+from sparkrec.core import console
 
 # As the jobs start: TensorFlow reads its C++ log level once, when Keras first loads it.
 console.quiet(verbose=False, tensorflow=True)
@@ -34,10 +34,10 @@ console.quiet(verbose=False, tensorflow=True)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sparkrec import columns as C  # noqa: E402
-from sparkrec import training  # noqa: E402
-from sparkrec.dataset import Feed, open_prepared  # noqa: E402
-from sparkrec.petastorm_compat import make_reader  # noqa: E402
+from sparkrec.core import columns as C  # noqa: E402
+from sparkrec.train import stages as training  # noqa: E402
+from sparkrec.train.dataset import Feed, open_prepared  # noqa: E402
+from sparkrec.core.petastorm_compat import make_reader  # noqa: E402
 
 
 class StepClock(keras.callbacks.Callback):

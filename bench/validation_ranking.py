@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sparkrec import columns as C
-from sparkrec import ranking, scoring
-from sparkrec.dataset import Holdout
-from sparkrec.training import TrainConfig
+from sparkrec.core import columns as C
+from sparkrec.core import ranking
+from sparkrec.score import stages as scoring
+from sparkrec.train.dataset import Holdout
+from sparkrec.train.stages import TrainConfig
 
 K = 10
 

@@ -19,11 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparkrec import console, evaluation, outputs
-from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
-from sparkrec.runinfo import StageTimer, get_logger
-from sparkrec.scoring import ScoreError
-from sparkrec.session import start
+from sparkrec.core import console, outputs
+from sparkrec.evaluate import stages as evaluation
+from sparkrec.core.config import ConfigError, add_config_arguments, load_config, parse_overrides
+from sparkrec.core.runinfo import StageTimer, get_logger
+from sparkrec.score.stages import ScoreError
+from sparkrec.core.session import start
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "conf" / "evaluate.yaml")
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec import console, outputs, synthetic
+from sparkrec.core import console, outputs
+from sparkrec.synthetic import generator as synthetic
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec import console, outputs, prepare
-from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
-from sparkrec.movielens import InputError
-from sparkrec.runinfo import StageTimer, get_logger
-from sparkrec.session import start
-from sparkrec.validation import TooManyBadRows
+from sparkrec.core import console, outputs
+from sparkrec.prepare import stages as prepare
+from sparkrec.core.config import ConfigError, add_config_arguments, load_config, parse_overrides
+from sparkrec.prepare.movielens import InputError
+from sparkrec.core.runinfo import StageTimer, get_logger
+from sparkrec.core.session import start
+from sparkrec.prepare.validation import TooManyBadRows
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec import console, outputs, scoring
-from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
-from sparkrec.runinfo import StageTimer, get_logger
-from sparkrec.session import start
+from sparkrec.core import console, outputs
+from sparkrec.score import stages as scoring
+from sparkrec.core.config import ConfigError, add_config_arguments, load_config, parse_overrides
+from sparkrec.core.runinfo import StageTimer, get_logger
+from sparkrec.core.session import start
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

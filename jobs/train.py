@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from sparkrec import console, outputs
-from sparkrec.config import ConfigError, add_config_arguments, load_config, parse_overrides
-from sparkrec.dataset import DataError
+from sparkrec.core import console, outputs
+from sparkrec.core.config import ConfigError, add_config_arguments, load_config, parse_overrides
+from sparkrec.train.dataset import DataError
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "conf" / "train.yaml")
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     args = parse_args(argv)
     console.quiet(args.verbose, tensorflow=True)
-    from sparkrec import training  # Keras and TensorFlow: once console has chosen their logging
+    from sparkrec.train import stages as training  # Keras and TensorFlow: once console has chosen their logging
 
     config = load_config(training.TrainConfig, args.config, parse_overrides(args.overrides)).resolved()
     training.configure_runtime(config)

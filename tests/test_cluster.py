@@ -31,7 +31,7 @@ import pyspark
 import pytest
 
 from conftest import ROOT, load_job
-from sparkrec import columns as C
+from sparkrec.core import columns as C
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -350,7 +350,8 @@ def model_dir(reference, tmp_path_factory) -> Path:
     scoring does not care whether it was trained."""
     import keras
 
-    from sparkrec import model, scoring
+    from sparkrec.models import pairwise as model
+    from sparkrec.score import stages as scoring
 
     keras.utils.set_random_seed(7)
     directory = tmp_path_factory.mktemp("model") / "paper"
@@ -365,7 +366,7 @@ def score_args(data: Path, model: Path, output: Path) -> list[str]:
 
 
 def test_score_on_standalone_cluster_matches_local(cluster, processes, start_job, reference, model_dir, tmp_path):
-    from sparkrec import scoring
+    from sparkrec.score import stages as scoring
 
     local, clustered = tmp_path / "local", tmp_path / "cluster"
     load_job("score").main(score_args(reference, model_dir, local))

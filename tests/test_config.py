@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import yaml
 
-from sparkrec.evaluation import EvaluateConfig
-from sparkrec.prepare import PrepareConfig
-from sparkrec.scoring import ScoreConfig
-from sparkrec.training import TrainConfig
+from sparkrec.evaluate.stages import EvaluateConfig
+from sparkrec.prepare.stages import PrepareConfig
+from sparkrec.score.stages import ScoreConfig
+from sparkrec.train.stages import TrainConfig
 
 from conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""The jobs' console (sparkrec/console.py): library noise silenced at its source, back with --verbose."""
+"""The jobs' console (sparkrec/core/console.py): library noise silenced at its source, back with --verbose."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_tensorflow_loading_lines_below_the_level_are_dropped_and_a_crash_still_
     """A stand-in tensorflow module logs as TensorFlow does while loading, then dies as a failed CPU check does."""
     (tmp_path / "tensorflow.py").write_text(FAKE_TENSORFLOW)
     result = subprocess.run(
-        [sys.executable, "-c", "from sparkrec import console; console.import_tensorflow()"],
+        [sys.executable, "-c", "from sparkrec.core import console; console.import_tensorflow()"],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "TF_CPP_MIN_LOG_LEVEL": level},
     )

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkrec import als, baselines, ease, evaluation, ranking, scoring
-from sparkrec import columns as C
-from sparkrec.config import load_config
-from sparkrec.scoring import ScoreError
+from sparkrec.evaluate import als, baselines, ease, stages as evaluation
+from sparkrec.core import ranking
+from sparkrec.score import stages as scoring
+from sparkrec.core import columns as C
+from sparkrec.core.config import load_config
+from sparkrec.score.stages import ScoreError
 
 from conftest import ROOT, TINY_TRAIN, emptied_copy, load_job, tree_digest
 

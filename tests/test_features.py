@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from sparkrec import columns as C
-from sparkrec import features
+from sparkrec.core import columns as C
+from sparkrec.prepare import features
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from sparkrec import columns as C
-from sparkrec import metrics
-from sparkrec import model as M
-from sparkrec.training import TrainConfig, configure_runtime
+from sparkrec.core import columns as C
+from sparkrec.core import metrics
+from sparkrec.models import pairwise as M
+from sparkrec.train.stages import TrainConfig, configure_runtime
 
 configure_runtime(TrainConfig(intra_op_threads=2, inter_op_threads=1, seed=7))
 

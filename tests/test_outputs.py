@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkrec import outputs
-from sparkrec.outputs import OutputError, staged_output
+from sparkrec.core import outputs
+from sparkrec.core.outputs import OutputError, staged_output
 
 from conftest import ROOT, load_job, tree_digest
 

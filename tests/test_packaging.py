@@ -19,7 +19,7 @@ def test_code_zip_holds_every_module(code_zip):
 def test_sparkrec_imports_from_the_zip(code_zip, tmp_path):
     """As on an executor with --py-files: the zip comes first on sys.path."""
     script = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import sparkrec.prepare, sparkrec; "
+        "import sys; sys.path.insert(0, sys.argv[1]); import sparkrec.prepare.stages, sparkrec; "
         "assert sparkrec.__file__.startswith(sys.argv[1]), sparkrec.__file__"
     )
     subprocess.run([sys.executable, "-c", script, str(code_zip)], cwd=tmp_path, check=True, timeout=120)

@@ -1,4 +1,4 @@
-"""The legacy pyarrow pieces sparkrec.petastorm_compat writes for petastorm, on literal files.
+"""The legacy pyarrow pieces sparkrec.core.petastorm_compat writes for petastorm, on literal files.
 
 They are defined on either stack (installed only where pyarrow lacks them), so these
 run on both; tests/test_prepare.py runs petastorm itself through them.
@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparkrec import petastorm_compat as compat
+from sparkrec.core import petastorm_compat as compat
 
 
 @pytest.fixture()

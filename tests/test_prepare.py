@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sparkrec import columns as C
-from sparkrec.config import ConfigError
-from sparkrec.movielens import InputError
-from sparkrec.validation import TooManyBadRows
+from sparkrec.core import columns as C
+from sparkrec.core.config import ConfigError
+from sparkrec.prepare.movielens import InputError
+from sparkrec.prepare.validation import TooManyBadRows
 
 from conftest import tree_digest
 
@@ -81,8 +81,8 @@ def test_vocabularies_are_dense_and_consistent(prepared_small):
 
 def test_petastorm_readers_read_the_splits(prepared_small):
     """Every petastorm path the project uses, on whichever stack is installed, row for row."""
-    from sparkrec.petastorm_compat import get_schema_from_dataset_url, make_batch_reader, make_reader
-    from sparkrec.petastorm_io import SPLIT_UNISCHEMA
+    from sparkrec.core.petastorm_compat import get_schema_from_dataset_url, make_batch_reader, make_reader
+    from sparkrec.prepare.petastorm_io import SPLIT_UNISCHEMA
 
     url = f"file://{prepared_small}/test"
     names = C.SPLIT_SCHEMA.fieldNames()

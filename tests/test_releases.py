@@ -12,10 +12,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sparkrec import columns as C
-from sparkrec import features, movielens, prepare, releases, synthetic
-from sparkrec.movielens import InputError
-from sparkrec.runinfo import StageTimer, get_logger
+from sparkrec.core import columns as C
+from sparkrec.prepare import features, movielens, stages as prepare, releases
+from sparkrec.synthetic import generator as synthetic
+from sparkrec.prepare.movielens import InputError
+from sparkrec.core.runinfo import StageTimer, get_logger
 
 ROOT = Path(__file__).resolve().parents[1]
 

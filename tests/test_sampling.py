@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sparkrec import columns as C
-from sparkrec import sampling
+from sparkrec.core import columns as C
+from sparkrec.prepare import sampling
 
 
 def ratings(spark, rows, partitions=1):

@@ -1,6 +1,6 @@
 """The scoring job on ml-latest-small: exactness of the fast path, top-K rules, users=all, bad inputs.
 
-Models are built with sparkrec.model and random weights (scoring does not
+Models are built with sparkrec.models.pairwise and random weights (scoring does not
 care whether they were trained) and saved in the training job's layout.
 """
 
@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sparkrec import columns as C
-from sparkrec import scoring
+from sparkrec.core import columns as C
+from sparkrec.score import stages as scoring
 from conftest import emptied_copy, load_job, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def vocab_sizes(prepared: Path) -> dict[str, int]:
 def paper_model(sizes: dict[str, int]):
     import keras
 
-    from sparkrec import model
+    from sparkrec.models import pairwise as model
 
     keras.utils.set_random_seed(7)
     built = model.build_paper_model(sizes)
@@ -65,7 +65,7 @@ def paper_model(sizes: dict[str, int]):
 def deep_model(sizes: dict[str, int]):
     import keras
 
-    from sparkrec import model
+    from sparkrec.models import pairwise as model
 
     keras.utils.set_random_seed(8)
     built = model.build_deep_model(

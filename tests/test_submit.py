@@ -1,4 +1,4 @@
-"""sparkrec-submit (sparkrec/submit.py), and the README's job lines run as written from a shell without the venv."""
+"""sparkrec-submit (sparkrec/core/submit.py), and the README's job lines run as written from a shell without the venv."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ML_SMALL, ROOT
-from sparkrec import submit
+from sparkrec.core import submit
 
 PYTHON = "/venv/bin/python"
 SPARK_SUBMIT = str(submit.spark_home() / "bin" / "spark-submit")

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkrec import columns as C
-from sparkrec import outputs, releases, synthetic
+from sparkrec.core import columns as C
+from sparkrec.core import outputs
+from sparkrec.prepare import releases
+from sparkrec.synthetic import generator as synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 1000

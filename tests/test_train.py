@@ -18,14 +18,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from sparkrec import columns as C
-from sparkrec import callbacks, fitting, metrics
-from sparkrec import model as M
-from sparkrec import training
-from sparkrec import dataset as dataset_module
-from sparkrec.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
-from sparkrec.config import ConfigError
-from sparkrec.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
+from sparkrec.core import columns as C
+from sparkrec.train import callbacks, fitting
+from sparkrec.core import metrics
+from sparkrec.models import pairwise as M
+from sparkrec.train import stages as training
+from sparkrec.train import dataset as dataset_module
+from sparkrec.train.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
+from sparkrec.core.config import ConfigError
+from sparkrec.train.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
 
 from conftest import ROOT, TINY_TRAIN, load_job, tree_digest
 

@@ -15,11 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from sparkrec import callbacks, fitting, retrieval, scoring, towertrain, twotower
-from sparkrec import columns as C
-from sparkrec import model as M
-from sparkrec.candidates import Candidates, Sampler
-from sparkrec.history import Histories, example_count, fold_counts, fold_examples, user_history
+from sparkrec.train import callbacks, fitting, towertrain
+from sparkrec.models import towers as retrieval, twotower
+from sparkrec.score import stages as scoring
+from sparkrec.core import columns as C
+from sparkrec.models import pairwise as M
+from sparkrec.train.candidates import Candidates, Sampler
+from sparkrec.train.history import Histories, example_count, fold_counts, fold_examples, user_history
 
 from conftest import load_job
 

@@ -1,0 +1,151 @@
+"""EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019) on the driver.
+
+The model is one item x item matrix B over the movies rated in train: with
+G = X^T X the Gram matrix of the binary user x item matrix X and
+P = (G + lambda I)^-1, B = -P / diag(P) with a zero diagonal, and a user's
+scores are their row of X times B. Each lambda costs one Cholesky inverse of
+G + lambda I (LAPACK potrf + potri, a third of an LU inverse's work): one
+eigendecomposition serves every lambda, but on ml-latest-small it costs 12
+inverses and still leaves a matrix product per lambda, so it pays only from
+about 30 lambdas (bench/ease_inverse.py, docs/results.md). Memory is a few
+items^2 float32 matrices: the evaluate job skips EASE, saying why, above
+`ease_max_items` movies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.sparse
+from pyspark.sql import DataFrame
+
+from sparkrec.core import columns as C
+from sparkrec.score import stages as scoring
+from sparkrec.evaluate.baselines import Calibrated, Calibration, RankingCarveOut, Skipped, Tuned, calibrate, search
+from sparkrec.core.runinfo import get_logger
+
+log = get_logger("ease")
+
+
+class Ease(Calibrated):
+    """Item-item scores from a user's rated-in-train movies; a movie without train ratings scores 0."""
+
+    name = "ease"
+
+    def __init__(self, movie_ids: np.ndarray, history: scipy.sparse.csr_matrix, weights: np.ndarray,
+                 columns: np.ndarray, calibration: Calibration | None = None, tuned: Tuned | None = None):
+        super().__init__(movie_ids)
+        self.history = history  # users (by user_idx) x items, 1 where rated
+        self.weights = weights  # items x items, B
+        self.columns = columns  # per catalogue movie, its item position, -1 when it has no train rating
+        self.calibration = calibration
+        self.tuned = tuned
+
+    def scores(self, user_idx: np.ndarray) -> np.ndarray:
+        return self._catalogue_scores(np.asarray(self.history[user_idx] @ self.weights))
+
+    def keys(self, block: scoring.Block) -> np.ndarray:
+        """Scores from the block's watched movies, whoever the users are: a user EASE was not fitted on
+        (the evaluation's held-out users) is scored from their history like any other."""
+        items = self.columns[block.watched_cols]
+        known = items >= 0
+        rows = scipy.sparse.csr_matrix(
+            (np.ones(int(known.sum()), dtype=np.float32), (block.watched_rows[known], items[known])),
+            shape=(len(block.user_idx), self.weights.shape[0]),
+        )
+        keys = self._catalogue_scores(np.asarray(rows @ self.weights))
+        keys[block.watched_rows, block.watched_cols] = -np.inf
+        return keys
+
+    def _catalogue_scores(self, item_scores: np.ndarray) -> np.ndarray:
+        scores = np.zeros((len(item_scores), len(self.movie_ids)), dtype=np.float32)
+        known = self.columns >= 0
+        scores[:, known] = item_scores[:, self.columns[known]]
+        return scores
+
+    def details(self) -> dict:
+        return {**self.tuned.details(), "items": int(self.weights.shape[0])}
+
+
+def weights(gram: np.ndarray, lam: float) -> np.ndarray:
+    """B = -P / diag(P), zero diagonal, P = (gram + lam I)^-1, in the dtype of `gram`.
+
+    Built in one items x items array besides `gram`: factor, inverse and B overwrite each other.
+    """
+    factor, lower = scipy.linalg.cho_factor(gram + lam * np.eye(len(gram), dtype=gram.dtype),
+                                            overwrite_a=True, check_finite=False)
+    potri = scipy.linalg.get_lapack_funcs("potri", (factor,))
+    inverse, info = potri(factor, lower=lower, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"the inverse of the regularized Gram matrix failed (potri info {info})")
+    _mirror(inverse, lower)
+    inverse /= -np.diag(inverse).copy()[None, :]
+    np.fill_diagonal(inverse, 0.0)
+    return inverse
+
+
+def _mirror(matrix: np.ndarray, lower: bool, block: int = 2048) -> None:
+    """Copy the triangle LAPACK filled onto the other one, in place, a band of columns at a time."""
+    size = len(matrix)
+    for start in range(0, size, block):
+        stop = min(start + block, size)
+        square = matrix[start:stop, start:stop]
+        if lower:
+            matrix[start:stop, stop:] = matrix[stop:, start:stop].T
+            square[...] = np.tril(square) + np.tril(square, -1).T
+        else:
+            matrix[stop:, start:stop] = matrix[start:stop, stop:].T
+            square[...] = np.triu(square) + np.triu(square, 1).T
+
+
+class Matrix:
+    """The binary user x item matrix of some rated pairs, over the movies among them."""
+
+    def __init__(self, pairs: pd.DataFrame, users: int):
+        self.items = np.unique(pairs[C.MOVIE_IDX].to_numpy())
+        position = np.searchsorted(self.items, pairs[C.MOVIE_IDX].to_numpy())
+        ones = np.ones(len(pairs), dtype=np.float32)
+        self.history = scipy.sparse.csr_matrix((ones, (pairs[C.USER_IDX].to_numpy(), position)),
+                                               shape=(users, len(self.items)))
+
+    def gram(self) -> np.ndarray:
+        return np.asarray((self.history.T @ self.history).todense(), dtype=np.float32)
+
+    def columns(self, catalogue: pd.DataFrame) -> np.ndarray:
+        """Per catalogue movie, its position among the items, -1 when it is not one of them."""
+        movie_idx = catalogue[C.MOVIE_IDX].to_numpy()
+        position = np.minimum(np.searchsorted(self.items, movie_idx), len(self.items) - 1)
+        return np.where(self.items[position] == movie_idx, position, -1)
+
+
+def _pairs(frame: DataFrame) -> pd.DataFrame:
+    return frame.select(C.USER_IDX, C.MOVIE_IDX).toPandas()
+
+
+def fit_ease(
+    train: DataFrame, catalogue: pd.DataFrame, vocab_sizes: dict[str, int], carve_out: RankingCarveOut,
+    lambdas: list[float], max_items: int, widen: int,
+) -> Ease:
+    """Search lambda by NDCG on the carve-out, calibrate there, refit on all of train.
+
+    Raises Skipped, with the reason, when train rates more than `max_items` movies.
+    """
+    everything = Matrix(_pairs(train), vocab_sizes["user"])
+    if len(everything.items) > max_items:
+        reason = (f"train rates {len(everything.items):,} movies, above ease_max_items={max_items:,} "
+                  f"(the Gram matrix alone would take {len(everything.items) ** 2 * 4 / 2**30:.1f} GiB)")
+        log.warning("ease skipped: %s", reason)
+        raise Skipped(reason)
+    movie_ids = catalogue[C.MOVIE_ID].to_numpy()
+    part = Matrix(_pairs(carve_out.fit), vocab_sizes["user"])
+    gram = part.gram()
+    tuned = search(
+        "ease", {"lambda": lambdas},
+        lambda s: Ease(movie_ids, part.history, weights(gram, s["lambda"]), part.columns(catalogue)),
+        carve_out.ndcg, carve_out.measure, maximize=True, widen=widen,
+    )
+    calibration = calibrate(tuned.model, carve_out)
+    tuned.model = gram = None  # free the fit part's matrices before building the final ones
+    final = weights(everything.gram(), tuned.setting["lambda"])
+    return Ease(movie_ids, everything.history, final, everything.columns(catalogue), calibration, tuned)

@@ -188,6 +188,20 @@ def test_our_genres_maps_every_releases_names(spark):
     assertDataFrameEqual(genres.select(movielens.our_genres(F.col(C.GENRES)).alias(C.GENRES)), expected)
 
 
+@pytest.mark.parametrize("layout", ["ml-100k", "ml-1m", "ml-10m", "grouplens", "kaggle"])
+def test_every_genre_a_release_writes_reads_back_as_ours(layout):
+    written = releases.genre_names(layout)
+    assert {genre: releases.GENRE_OF[name] for genre, name in written.items()} == {g: g for g in C.GENRE_LIST}
+
+
+def test_genre_names_are_each_releases_own():
+    assert releases.genre_names("ml-1m")["Children"] == "Children's"
+    assert releases.genre_names("ml-10m")["Children"] == "Children"
+    assert releases.genre_names("ml-100k")[C.NO_GENRES] == "unknown"
+    # ML-100K has no IMAX flag: the name is ours, for a reader that never meets it.
+    assert releases.genre_names("ml-100k")["IMAX"] == "IMAX"
+
+
 U_ITEM = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in C.U_ITEM_SCHEMA.fields) + ", _corrupt_record string"
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+from helpers import frame
+from pyspark.testing import assertDataFrameEqual
+
 from sparkrec.core import columns as C
 from sparkrec.prepare import sampling
 
@@ -39,3 +43,51 @@ def test_sample_users_same_users_whatever_the_partitioning(spark):
     assert a == b and len(a) == 25 and a == sorted(a)
     assert sampling.sample_users(ratings(spark, rows, 2), 25, 7) != a
     assert sampling.sample_users(ratings(spark, rows, 2), None, 42) == list(range(1, 301))
+
+
+# --- whole frames, exact ---
+
+KEYS = "userId int, movieId int, timestamp long"
+SPLIT = KEYS + ", _is_test boolean"
+ROWS = [(1, 10, 5), (1, 20, 6), (2, 10, 7), (2, 30, 8), (3, 40, 9), (3, 10, 1)]
+
+
+def test_unit_hash_is_stable(spark):
+    """Pinned, bucket by bucket out of 2^30: a change of hash, seed handling or column order would
+    silently move ratings between train and test for every existing prepare output."""
+    keys = frame(spark, KEYS, ROWS)
+    hashed = keys.select(C.USER_ID, C.MOVIE_ID, sampling.unit_hash(42, C.USER_ID, C.MOVIE_ID).alias("draw"))
+    buckets = [203659040, 720898723, 749254792, 85836028, 179984776, 800839959]
+    expected = frame(spark, "userId int, movieId int, draw double",
+                     [(u, m, bucket / 2**30) for (u, m, _), bucket in zip(ROWS, buckets)])
+    assertDataFrameEqual(hashed, expected, rtol=0, atol=0)
+    swapped = keys.select(sampling.unit_hash(42, C.MOVIE_ID, C.USER_ID)).first()[0]
+    assert swapped != 203659040 / 2**30
+
+
+def test_split_random_flags_rows_whose_draw_is_below_the_fraction(spark):
+    # Draws from test_unit_hash_is_stable: 0.19, 0.67, 0.70, 0.08, 0.17, 0.75.
+    expected = frame(spark, SPLIT, [(u, m, t, flag) for (u, m, t), flag in
+                                    zip(ROWS, [True, False, False, True, True, False])])
+    assertDataFrameEqual(sampling.split_random(frame(spark, KEYS, ROWS), 0.5, 42), expected)
+
+
+def test_split_temporal_flags_each_users_latest(spark):
+    rows = [(1, 10, 100), (1, 20, 300), (1, 30, 200), (2, 10, 50), (2, 20, 50), (3, 10, 1)]
+    # 0.5 of 3 -> 2 latest; of 2 -> 1, the tie on time going to the higher movie id; of 1 -> 1.
+    expected = frame(spark, SPLIT, [(1, 10, 100, False), (1, 20, 300, True), (1, 30, 200, True),
+                                    (2, 10, 50, False), (2, 20, 50, True), (3, 10, 1, True)])
+    assertDataFrameEqual(sampling.split_temporal(frame(spark, KEYS, rows), 0.5), expected)
+
+
+@pytest.mark.parametrize("method", ["random", "temporal"])
+def test_split_applies_the_configured_rule(spark, method):
+    keys = frame(spark, KEYS, ROWS)
+    rule = sampling.split_random(keys, 0.5, 42) if method == "random" else sampling.split_temporal(keys, 0.5)
+    assertDataFrameEqual(sampling.split(keys, method, 0.5, 42), rule)
+
+
+def test_test_rows_and_train_rows_part_a_split_and_drop_the_flag(spark):
+    split = frame(spark, SPLIT, [(1, 10, 5, True), (1, 20, 6, False), (2, 10, 7, False)])
+    assertDataFrameEqual(sampling.test_rows(split), frame(spark, KEYS, [(1, 10, 5)]))
+    assertDataFrameEqual(sampling.train_rows(split), frame(spark, KEYS, [(1, 20, 6), (2, 10, 7)]))

@@ -9,7 +9,6 @@ import hashlib
 
 import pytest
 from helpers import frame, write_files
-from pyspark.errors import DateTimeException
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -286,10 +285,6 @@ def test_parse_turns_kaggle_timestamps_into_epoch_seconds(spark, tmp_path):
     assertDataFrameEqual(movielens.parse(spark, found, "ratings"), expected)
 
 
-@pytest.mark.xfail(strict=True, raises=DateTimeException, reason=(
-    "normalize_timestamps promises null (quarantined as malformed) for a Kaggle timestamp that does not parse, "
-    "but under Spark 4's default ANSI mode F.unix_timestamp raises CANNOT_PARSE_TIMESTAMP: one bad line fails "
-    "the whole prepare run"))
 def test_parse_makes_an_unparseable_kaggle_timestamp_null(spark, tmp_path):
     found = kaggle(tmp_path, "1,2,3.5,2015-04-02 23:10:58\n1,3,4.0,yesterday\n")
     expected = frame(spark, RATINGS, [(1, 2, 3.5, 1428016258, None), (1, 3, 4.0, None, None)])

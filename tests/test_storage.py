@@ -43,14 +43,6 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
     return Backend(request.param, None, root)
 
 
-def only(*names: str, reason: str):
-    """Indirect parameters of `backend`: the given ones as they are, the others xfail(strict) for `reason`."""
-    return pytest.mark.parametrize("backend", [
-        name if name in names else pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
-        for name in ("os", "os-url", "hadoop")
-    ], indirect=True)
-
-
 # --- names: no filesystem involved ---
 
 
@@ -185,8 +177,6 @@ def test_read_text_reads_utf_8(backend):
     assert storage.read_text(backend.spark, backend.path("manifest.json")) == '{"title": "Misérables"}\n'
 
 
-@only("hadoop", reason="the OS backend opens the file with universal newlines: 'a\\r\\nb\\r' is read as 'a\\nb\\n', "
-                       "Hadoop's returns it as written")
 def test_read_text_returns_line_ends_as_written(backend):
     (backend.root / "file").write_bytes(b"a\r\nb\r")
     assert storage.read_text(backend.spark, backend.path("file")) == "a\r\nb\r"
@@ -198,8 +188,6 @@ def test_read_text_of_broken_utf_8_fails(backend):
         storage.read_text(backend.spark, backend.path("file"))
 
 
-@only("os", "os-url", reason="Hadoop's FileNotFoundException reaches Python as a Py4JJavaError: outputs.Lock, "
-                             "which catches FileNotFoundError when a lock goes away while it looks, fails on HDFS")
 @pytest.mark.parametrize("operation", [storage.read_text, storage.modified_unix, storage.file_size])
 def test_a_missing_file_raises_file_not_found(backend, operation):
     with pytest.raises(FileNotFoundError):
@@ -219,9 +207,6 @@ def test_create_exclusive_creates_once(backend):
     assert (backend.root / "_LOCK").read_text() == "first run"
 
 
-@only("hadoop", reason="the OS backend's create_exclusive does not create parent directories (FileNotFoundError), "
-                       "although _Local's writes are documented to, as Hadoop's do (latent: outputs.staged_output, "
-                       "its one caller, makes the parent first)")
 def test_create_exclusive_makes_parents_as_other_writes_do(backend):
     assert storage.create_exclusive(backend.spark, backend.path("new", "dir", "_LOCK"), "run") is True
     assert (backend.root / "new" / "dir" / "_LOCK").read_text() == "run"

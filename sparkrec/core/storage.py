@@ -74,7 +74,8 @@ class _Local:
             return handle.readline().rstrip("\r\n")
 
     def read_text(self, path: str) -> str:
-        with open(local_path(path), encoding="utf-8") as handle:
+        # newline="": line ends as written, as Hadoop's backend returns them.
+        with open(local_path(path), encoding="utf-8", newline="") as handle:
             return handle.read()
 
     def write_text(self, path: str, text: str) -> None:
@@ -83,6 +84,7 @@ class _Local:
             handle.write(text)
 
     def create_exclusive(self, path: str, text: str) -> bool:
+        os.makedirs(os.path.dirname(local_path(path)) or ".", exist_ok=True)
         try:
             descriptor = os.open(local_path(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -117,6 +119,13 @@ class _Hadoop:
         hadoop_path = self.jvm.org.apache.hadoop.fs.Path(path)
         return hadoop_path.getFileSystem(self.spark._jsc.hadoopConfiguration()), hadoop_path
 
+    def _status(self, path: str):
+        """The file's FileStatus; FileNotFoundError, as the OS backend raises, when there is none."""
+        fs, p = self._fs(path)
+        if not fs.exists(p):
+            raise FileNotFoundError(f"no such file: {path}")
+        return fs.getFileStatus(p)
+
     def exists(self, path: str) -> bool:
         fs, p = self._fs(path)
         return bool(fs.exists(p))
@@ -146,8 +155,7 @@ class _Hadoop:
         fs.mkdirs(p)
 
     def file_size(self, path: str) -> int:
-        fs, p = self._fs(path)
-        return int(fs.getFileStatus(p).getLen())
+        return int(self._status(path).getLen())
 
     def read_first_line(self, path: str) -> str:
         fs, p = self._fs(path)
@@ -160,6 +168,7 @@ class _Hadoop:
 
     def read_text(self, path: str) -> str:
         fs, p = self._fs(path)
+        self._status(path)
         stream = fs.open(p)
         try:
             data = self.jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
@@ -195,8 +204,7 @@ class _Hadoop:
         fs.setTimes(p, self.jvm.java.lang.System.currentTimeMillis(), -1)
 
     def modified_unix(self, path: str) -> float:
-        fs, p = self._fs(path)
-        return fs.getFileStatus(p).getModificationTime() / 1000.0
+        return self._status(path).getModificationTime() / 1000.0
 
     def copy_from_local(self, local: str, target: str) -> None:
         fs, dst = self._fs(target)

@@ -138,7 +138,9 @@ def normalize_timestamps(frame: DataFrame, schema: T.StructType) -> DataFrame:
     """
     if C.TIMESTAMP not in schema.fieldNames() or schema[C.TIMESTAMP].dataType != T.StringType():
         return frame
-    seconds = F.unix_timestamp(F.col(C.TIMESTAMP), KAGGLE_TIME_FORMAT)
+    # try_to_timestamp: under Spark 4's default ANSI mode unix_timestamp raises on a bad string,
+    # and one bad line would fail the whole run.
+    seconds = F.unix_seconds(F.try_to_timestamp(F.col(C.TIMESTAMP), F.lit(KAGGLE_TIME_FORMAT)))
     return frame.withColumn(C.TIMESTAMP, seconds.cast(T.LongType()))
 
 

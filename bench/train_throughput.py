@@ -32,12 +32,12 @@ from sparkrec.core import console
 console.quiet(verbose=False, tensorflow=True)
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from sparkrec.core import columns as C  # noqa: E402
 from sparkrec.train import stages as training  # noqa: E402
 from sparkrec.train.dataset import Feed, open_prepared  # noqa: E402
 from sparkrec.core.petastorm_compat import make_reader  # noqa: E402
+from sparkrec.train.config import TrainConfig
 
 
 class StepClock(keras.callbacks.Callback):
@@ -63,7 +63,7 @@ def model_and_feed(prepared, model: str, batch_size: int, buffer_rows: int) -> t
 
     Without sampled negatives: the figures measure the reader and shuffle, row for row.
     """
-    config = training.TrainConfig(
+    config = TrainConfig(
         model=model, batch_size=batch_size, shuffle_buffer_rows=buffer_rows, validation_fraction=0, negatives=0
     ).resolved()
     built = training.build_model(config, prepared.vocab_sizes)
@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--stream-only", action="store_true", help="stream the feed without a model; print memory")
     parser.add_argument("--json", help="also write the figures to this JSON file (bench/stacks.py reads it)")
     args = parser.parse_args()
-    training.configure_runtime(training.TrainConfig(intra_op_threads=args.threads, inter_op_threads=1))
+    training.configure_runtime(TrainConfig(intra_op_threads=args.threads, inter_op_threads=1))
     prepared = open_prepared(Path(args.data))
     if args.stream_only:
         stream_only(prepared, 1024, args.buffer_rows)

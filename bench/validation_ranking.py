@@ -23,9 +23,12 @@ import pyarrow.parquet as pq
 
 from sparkrec.core import columns as C
 from sparkrec.core import ranking
-from sparkrec.score import stages as scoring
+from sparkrec.score.config import MODEL_FILE
+from sparkrec.score.factorize import factorize
+from sparkrec.score.keras_io import catalogue_inputs, load_keras_model, scored_model
+from sparkrec.score.scorers import Block, FastScorer, recommend_batch
 from sparkrec.train.dataset import Holdout
-from sparkrec.train.stages import TrainConfig
+from sparkrec.train.config import TrainConfig
 
 K = 10
 
@@ -40,17 +43,17 @@ class LikeCount:
         likes = rated[rated[C.LIKE] == 1].groupby(C.MOVIE_ID).size()
         self.likes = pd.Series(movie_ids).map(likes).fillna(0).to_numpy(np.float32)
 
-    def keys(self, block: scoring.Block) -> np.ndarray:
+    def keys(self, block: Block) -> np.ndarray:
         keys = np.tile(self.likes, (len(block.user_idx), 1))
         keys[block.watched_rows, block.watched_cols] = -np.inf
         return keys
 
 
-def model_scorer(model_dir: Path, output: str, catalogue: pd.DataFrame, user_count: int) -> scoring.FastScorer:
-    loaded = scoring.load_keras_model((model_dir / scoring.MODEL_FILE).read_bytes())
-    model = scoring.scored_model(loaded, output)
-    factorized = scoring.factorize(model, user_count, scoring.catalogue_inputs(model, catalogue))
-    return scoring.FastScorer(factorized, catalogue[C.MOVIE_ID].to_numpy(np.int64))
+def model_scorer(model_dir: Path, output: str, catalogue: pd.DataFrame, user_count: int) -> FastScorer:
+    loaded = load_keras_model((model_dir / MODEL_FILE).read_bytes())
+    model = scored_model(loaded, output)
+    factorized = factorize(model, user_count, catalogue_inputs(model, catalogue))
+    return FastScorer(factorized, catalogue[C.MOVIE_ID].to_numpy(np.int64))
 
 
 def main() -> None:
@@ -67,7 +70,7 @@ def main() -> None:
     )
     rated, holdout = train[~held], train[held]
     catalogue = pq.read_table(args.data / "movies").to_pandas().sort_values(C.MOVIE_ID).reset_index(drop=True)
-    users = rated.groupby(C.USER_ID).agg(**{C.USER_IDX: (C.USER_IDX, "first"), scoring.WATCHED: (C.MOVIE_ID, list)})
+    users = rated.groupby(C.USER_ID).agg(**{C.USER_IDX: (C.USER_IDX, "first"), C.WATCHED: (C.MOVIE_ID, list)})
     users = users.reset_index().loc[lambda frame: frame[C.USER_ID].isin(holdout[C.USER_ID])]
     liked = holdout[holdout[C.LIKE] == 1]
     relevant = {int(user): set(group[C.MOVIE_ID]) for user, group in liked.groupby(C.USER_ID)}
@@ -77,7 +80,7 @@ def main() -> None:
     scorers.update({str(path): model_scorer(path, args.output, catalogue, user_count) for path in args.model})
     print(f"{len(relevant):,} users with a liked holdout movie, {len(holdout):,} holdout ratings")
     for name, scorer in scorers.items():
-        recommended = scoring.recommend_batch(scorer, users, K, block=64)
+        recommended = recommend_batch(scorer, users, K, block=64)
         lists = {int(u): g[C.MOVIE_ID].to_numpy() for u, g in recommended.groupby(C.USER_ID, sort=False)}
         quality = ranking.mean_ranking_metrics(lists, relevant, K)
         listed = ranking.mean_popularity(lists, ratings, K)

@@ -20,11 +20,12 @@ import sys
 from pathlib import Path
 
 from sparkrec.core import console, outputs
-from sparkrec.evaluate import stages as evaluation
-from sparkrec.core.config import ConfigError, add_config_arguments, load_config, parse_overrides
+from sparkrec.core.config import add_config_arguments, load_config, parse_overrides
+from sparkrec.core.errors import SparkrecError
 from sparkrec.core.runinfo import StageTimer, get_logger
-from sparkrec.score.stages import ScoreError
 from sparkrec.core.session import start
+from sparkrec.evaluate import stages
+from sparkrec.evaluate.config import EvaluateConfig
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "conf" / "evaluate.yaml")
 
@@ -41,18 +42,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    config = load_config(evaluation.EvaluateConfig, args.config, parse_overrides(args.overrides))
+    config = load_config(EvaluateConfig, args.config, parse_overrides(args.overrides))
     console.quiet(args.verbose, tensorflow=True)
     log = get_logger("evaluate")
     spark = start("sparkrec-evaluate")
     timer = StageTimer(log)
     inputs = {"--data": args.data, "--model": args.model}
     with outputs.staged_output(spark, args.output, "evaluate", inputs, args.force) as staging:
-        data, deep = evaluation.extract(spark, args.data, args.model, config, timer)
-        evaluated = evaluation.transform(spark, data, deep, config, timer, f"{staging}/_checkpoints")
+        data, deep = stages.extract(spark, args.data, args.model, config, timer)
+        evaluated = stages.transform(spark, data, deep, config, timer, f"{staging}/_checkpoints")
         paths = {"data": args.data, "model": args.model, "output": args.output}
-        document = evaluation.document(spark, evaluated, data, config, paths, timer)
-        evaluation.load(spark, document, staging)
+        document = stages.document(spark, evaluated, data, config, paths, timer)
+        stages.load(spark, document, staging)
     for name, verdict in document["model_minus_baseline"].items():
         log.info("%s vs %s: accuracy %+.4f, ndcg@%d %+.4f", document["evaluated_model"], name, verdict["accuracy"],
                  config.k, verdict[f"ndcg@{config.k}"])
@@ -66,5 +67,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (evaluation.EvaluateError, ScoreError, ConfigError, outputs.OutputError) as exc:
+    except SparkrecError as exc:
         sys.exit(f"evaluate: {exc}")

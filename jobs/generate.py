@@ -22,6 +22,7 @@ import argparse
 import sys
 
 from sparkrec.core import console, outputs
+from sparkrec.core.errors import SparkrecError
 from sparkrec.synthetic import generator as synthetic
 
 
@@ -51,5 +52,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, OSError) as exc:
+    except (SparkrecError, OSError) as exc:
         sys.exit(f"generate: {exc}")

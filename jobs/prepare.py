@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec.core import console, outputs
-from sparkrec.prepare import stages as prepare
-from sparkrec.core.config import ConfigError, add_config_arguments, load_config, parse_overrides
-from sparkrec.prepare.movielens import InputError
+from sparkrec.core import console, outputs, runinfo
+from sparkrec.core.config import add_config_arguments, load_config, parse_overrides
+from sparkrec.core.errors import SparkrecError
 from sparkrec.core.runinfo import StageTimer, get_logger
 from sparkrec.core.session import start
-from sparkrec.prepare.validation import TooManyBadRows
+from sparkrec.prepare import stages
+from sparkrec.prepare.config import PrepareConfig
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,17 +38,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    config = load_config(prepare.PrepareConfig, args.config, parse_overrides(args.overrides))
+    config = load_config(PrepareConfig, args.config, parse_overrides(args.overrides))
     console.quiet(args.verbose)
     log = get_logger("prepare")
     spark = start("sparkrec-prepare")
     timer = StageTimer(log)
     with outputs.staged_output(spark, args.output, "prepare", {"--input": args.input}, args.force) as staging:
-        extracted = prepare.extract(spark, args.input, config, timer)
-        prepared = prepare.transform(spark, extracted, config, timer)
-        loaded = prepare.load(spark, prepared, staging, config, timer)
-        document = prepare.manifest(spark, config, args.input, args.output, prepared, timer, loaded)
-        prepare.write_manifest(spark, document, f"{staging}/manifest.json")
+        extracted = stages.extract(spark, args.input, config, timer)
+        prepared = stages.transform(spark, extracted, config, timer)
+        loaded = stages.load(spark, prepared, staging, config, timer)
+        document = stages.manifest(spark, config, args.input, args.output, prepared, timer, loaded)
+        runinfo.write_json(spark, f"{staging}/manifest.json", document, sort_keys=True)
     log.info(
         "prepared %s: %s users, %s train / %s test ratings, %s quarantined, %.1fs",
         args.output, f"{len(prepared.users):,}", f"{timer.rows['train']:,}", f"{timer.rows['test']:,}",
@@ -60,5 +60,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (InputError, ConfigError, TooManyBadRows, outputs.OutputError) as exc:
+    except SparkrecError as exc:
         sys.exit(f"prepare: {exc}")

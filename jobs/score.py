@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparkrec.core import console, outputs
-from sparkrec.score import stages as scoring
-from sparkrec.core.config import ConfigError, add_config_arguments, load_config, parse_overrides
+from sparkrec.core import console, outputs, runinfo
+from sparkrec.core.config import add_config_arguments, load_config, parse_overrides
+from sparkrec.core.errors import SparkrecError
 from sparkrec.core.runinfo import StageTimer, get_logger
 from sparkrec.core.session import start
+from sparkrec.score import stages
+from sparkrec.score.config import ScoreConfig
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,20 +40,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    config = load_config(scoring.ScoreConfig, args.config, parse_overrides(args.overrides))
+    config = load_config(ScoreConfig, args.config, parse_overrides(args.overrides))
     console.quiet(args.verbose, tensorflow=True)
     log = get_logger("score")
     spark = start("sparkrec-score")
     timer = StageTimer(log)
     inputs = {"--data": args.data, "--model": args.model}
     with outputs.staged_output(spark, args.output, "score", inputs, args.force) as staging:
-        inputs = scoring.extract(spark, args.data, args.model, timer)
-        plan = scoring.plan(inputs, config, timer)
+        inputs = stages.extract(spark, args.data, args.model, timer)
+        plan = stages.plan(inputs, config, timer)
         log.info("path %s (%s), kernel %s, ranking by output %s", plan.path, plan.reason, plan.kernel, plan.output)
-        scored = scoring.transform(spark, inputs, plan, config, timer)
-        loaded = scoring.load(spark, scored, staging, config, timer)
-        document = scoring.manifest(spark, config, inputs, plan, scored, args.output, timer, loaded)
-        scoring.write_manifest(spark, document, f"{staging}/manifest.json")
+        scored = stages.transform(spark, inputs, plan, config, timer)
+        loaded = stages.load(spark, scored, staging, config, timer)
+        document = stages.manifest(spark, config, inputs, plan, scored, args.output, timer, loaded)
+        runinfo.write_json(spark, f"{staging}/manifest.json", document, sort_keys=True)
     users, rows = document["users"], document["recommendations"]["rows"]
     log.info(
         "scored %s users (%s skipped) x %s movies: %s pairs at %s pairs/s, %s rows",
@@ -64,5 +66,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (scoring.ScoreError, ConfigError, outputs.OutputError) as exc:
+    except SparkrecError as exc:
         sys.exit(f"score: {exc}")

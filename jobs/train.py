@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from sparkrec.core import console, outputs
-from sparkrec.core.config import ConfigError, add_config_arguments, load_config, parse_overrides
-from sparkrec.train.dataset import DataError
+from sparkrec.core.config import add_config_arguments, load_config, parse_overrides
+from sparkrec.core.errors import SparkrecError
+from sparkrec.train.config import TrainConfig
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "conf" / "train.yaml")
 
@@ -40,23 +41,23 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     args = parse_args(argv)
     console.quiet(args.verbose, tensorflow=True)
-    from sparkrec.train import stages as training  # Keras and TensorFlow: once console has chosen their logging
+    from sparkrec.train import stages  # Keras and TensorFlow: once console has chosen their logging
 
-    config = load_config(training.TrainConfig, args.config, parse_overrides(args.overrides)).resolved()
-    training.configure_runtime(config)
+    config = load_config(TrainConfig, args.config, parse_overrides(args.overrides)).resolved()
+    stages.configure_runtime(config)
     output = Path(args.output)
     command = sys.argv if argv is None else ["jobs/train.py", *argv]
     with outputs.staged_output(None, args.output, "train", {"--data": args.data}, args.force,
-                               extra=(training.BACKUP_SUFFIX,)) as staging:
-        prepared = training.extract(args.data)
-        trained = training.transform(prepared, config, Path(staging), training.backup_path(output))
-        document = training.load(trained, prepared, Path(staging), command)
-    print(training.summary_line(document, output, time.perf_counter() - started), flush=True)
+                               extra=(stages.BACKUP_SUFFIX,)) as staging:
+        prepared = stages.extract(args.data)
+        trained = stages.transform(prepared, config, Path(staging), stages.backup_path(output))
+        document = stages.load(trained, prepared, Path(staging), command)
+    print(stages.summary_line(document, output, time.perf_counter() - started), flush=True)
     return document
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (DataError, ConfigError, outputs.OutputError) as exc:
+    except SparkrecError as exc:
         sys.exit(f"train: {exc}")

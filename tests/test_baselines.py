@@ -15,7 +15,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from sparkrec.evaluate import baselines
 from sparkrec.prepare import sampling
-from sparkrec.score import stages as scoring
+from sparkrec.score.scorers import top_k_lists
 from sparkrec.core import columns as C
 from sparkrec.evaluate.baselines import FitFailed
 
@@ -224,9 +224,9 @@ def test_popular_scores_every_user_by_catalogue_like_count(popular):
 def test_popular_ranks_by_like_count_ties_by_movie_id_watched_never(popular):
     users = pd.DataFrame({
         C.USER_ID: [1, 2, 3], C.USER_IDX: [1, 2, 3],
-        scoring.WATCHED: [[10], [], [20, 30]],
+        C.WATCHED: [[10], [], [20, 30]],
     })
-    lists = scoring.top_k_lists(popular, users, 3, block=2)
+    lists = top_k_lists(popular, users, 3, block=2)
     assert {user: ranked.tolist() for user, ranked in lists.items()} == {
         1: [20, 30, 40], 2: [10, 20, 30], 3: [10, 40, 50]}
 
@@ -242,7 +242,7 @@ def test_popular_classifies_by_its_like_rate_and_an_unrated_movie_by_the_global_
 
 
 def test_ranking_carve_out_measures_mean_ndcg_over_users_with_a_relevant_movie(spark, popular):
-    users = pd.DataFrame({C.USER_ID: [1, 2, 3], C.USER_IDX: [1, 2, 3], scoring.WATCHED: [[10], [], [20, 30]]})
+    users = pd.DataFrame({C.USER_ID: [1, 2, 3], C.USER_IDX: [1, 2, 3], C.WATCHED: [[10], [], [20, 30]]})
     carve_out = baselines.RankingCarveOut(
         fit=frame(spark, "userId int, movieId int, like int", TRAIN), validation=pd.DataFrame(), users=users,
         relevant={1: {30}, 2: {20, 50}, 3: set()}, k=2, block=2)

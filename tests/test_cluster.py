@@ -351,12 +351,11 @@ def model_dir(reference, tmp_path_factory) -> Path:
     import keras
 
     from sparkrec.models import pairwise as model
-    from sparkrec.score import stages as scoring
-
+    from sparkrec.score.config import MODEL_FILE
     keras.utils.set_random_seed(7)
     directory = tmp_path_factory.mktemp("model") / "paper"
     directory.mkdir()
-    model.build_paper_model(manifest(reference)["vocab_sizes"]).save(directory / scoring.MODEL_FILE)
+    model.build_paper_model(manifest(reference)["vocab_sizes"]).save(directory / MODEL_FILE)
     shutil.copytree(reference / "vocab", directory / "vocab")
     return directory
 
@@ -366,13 +365,12 @@ def score_args(data: Path, model: Path, output: Path) -> list[str]:
 
 
 def test_score_on_standalone_cluster_matches_local(cluster, processes, start_job, reference, model_dir, tmp_path):
-    from sparkrec.score import stages as scoring
 
     local, clustered = tmp_path / "local", tmp_path / "cluster"
     load_job("score").main(score_args(reference, model_dir, local))
     cluster.wait_idle()
     finish(processes, start_job("submit-score", cluster.url, "score", score_args(reference, model_dir, clustered)))
-    keys = [C.USER_ID, scoring.RANK]
+    keys = [C.USER_ID, C.RANK]
     pd.testing.assert_frame_equal(read_sorted(clustered / "recommendations", keys),
                                   read_sorted(local / "recommendations", keys))
     got, want = manifest(clustered), manifest(local)

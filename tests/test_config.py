@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import yaml
 
-from sparkrec.evaluate.stages import EvaluateConfig
-from sparkrec.prepare.stages import PrepareConfig
-from sparkrec.score.stages import ScoreConfig
-from sparkrec.train.stages import TrainConfig
+from sparkrec.evaluate.config import EvaluateConfig
+from sparkrec.prepare.config import PrepareConfig
+from sparkrec.score.config import ScoreConfig
+from sparkrec.train.config import TrainConfig
 
 from conftest import ROOT
 

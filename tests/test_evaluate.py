@@ -15,10 +15,12 @@ import pytest
 
 from sparkrec.evaluate import als, baselines, ease, stages as evaluation
 from sparkrec.core import ranking
-from sparkrec.score import stages as scoring
+from sparkrec.score.scorers import Block, top_k_lists
 from sparkrec.core import columns as C
 from sparkrec.core.config import load_config
-from sparkrec.score.stages import ScoreError
+from sparkrec.score.config import ScoreError
+from sparkrec.score.planning import read_tables
+from sparkrec.evaluate.config import EvaluateConfig, EvaluateError
 
 from conftest import ROOT, TINY_TRAIN, emptied_copy, load_job, tree_digest
 
@@ -100,8 +102,8 @@ QUICK = {
 MODELS = ("deep", "als_implicit", "ease", "popular", "als", "logistic")
 
 
-def quick_config(**overrides) -> evaluation.EvaluateConfig:
-    return load_config(evaluation.EvaluateConfig, None, {**QUICK, **overrides})
+def quick_config(**overrides) -> EvaluateConfig:
+    return load_config(EvaluateConfig, None, {**QUICK, **overrides})
 
 
 def settings(values: dict) -> list[str]:
@@ -131,7 +133,7 @@ def evaluated(evaluate_job, prepared_small, small_model, tmp_path_factory) -> Pa
 @pytest.fixture(scope="module")
 def data(spark, prepared_small) -> evaluation.EvalData:
     """The split as evaluated for a seeded sample of 120 users."""
-    return evaluation.load_data(spark, str(prepared_small), quick_config(eval_users="120"))
+    return evaluation.load_data(spark, read_tables(spark, str(prepared_small)), quick_config(eval_users="120"))
 
 
 def read_split(prepared: Path, split: str) -> pd.DataFrame:
@@ -226,7 +228,7 @@ def test_carve_out_is_a_disjoint_nonempty_share_of_train(data):
 def test_popular_lists_are_the_most_liked_unwatched_movies(data, prepared_small):
     popular = baselines.fit_popular(data.train, data.catalogue, prior=2.0)
     users = data.users.head(6)
-    lists = scoring.top_k_lists(popular, users, 10, block=4)
+    lists = top_k_lists(popular, users, 10, block=4)
     train = read_split(prepared_small, "train")
     likes = train.groupby(C.MOVIE_ID)[C.LIKE].sum().reindex(data.catalogue[C.MOVIE_ID], fill_value=0)
     ordered = likes.reset_index().sort_values([C.LIKE, C.MOVIE_ID], ascending=[False, True])[C.MOVIE_ID]
@@ -270,7 +272,7 @@ def taste_groups(spark):
     frame = pd.DataFrame(rows, columns=[name for name, _ in fields])
     held = frame[C.TIMESTAMP] == RATED - 1
     fit_part = frame[~held]
-    watched = lambda part: part.groupby(C.USER_ID)[C.MOVIE_ID].apply(list).rename(scoring.WATCHED).reset_index()
+    watched = lambda part: part.groupby(C.USER_ID)[C.MOVIE_ID].apply(list).rename(C.WATCHED).reset_index()
     users = watched(fit_part).assign(**{C.USER_IDX: lambda f: f[C.USER_ID]})
     carve_out = baselines.RankingCarveOut(
         fit=train.filter(f"{C.TIMESTAMP} < {RATED - 1}").cache(),
@@ -284,9 +286,9 @@ def taste_groups(spark):
 
 
 def assert_lists_stay_in_the_users_group(model, everyone, k=3):
-    lists = scoring.top_k_lists(model, everyone, k, block=7)
+    lists = top_k_lists(model, everyone, k, block=7)
     assert set(lists) == set(everyone[C.USER_ID])
-    for user, watched in zip(everyone[C.USER_ID], everyone[scoring.WATCHED]):
+    for user, watched in zip(everyone[C.USER_ID], everyone[C.WATCHED]):
         group = range(1, GROUP_MOVIES + 1) if user <= GROUP_USERS else range(GROUP_MOVIES + 1, 2 * GROUP_MOVIES + 1)
         assert len(lists[user]) == k and set(lists[user]) <= set(group), (user, lists[user])
         assert not set(lists[user]) & set(watched), "a watched movie was recommended"
@@ -366,12 +368,12 @@ def test_ease_ranks_a_block_from_its_watched_movies_as_from_its_fitted_history()
         movies = np.sort(pairs[pairs[C.USER_IDX] == user][C.MOVIE_IDX].to_numpy())
         rows += [row] * len(movies)
         cols += np.searchsorted(catalogue[C.MOVIE_IDX].to_numpy()[:35], movies).tolist()
-    block = scoring.Block(users, np.array(rows), np.array(cols), np.zeros(len(rows), bool))
+    block = Block(users, np.array(rows), np.array(cols), np.zeros(len(rows), bool))
     expected = model.scores(users)
     expected[block.watched_rows, block.watched_cols] = -np.inf
     np.testing.assert_allclose(model.keys(block), expected, rtol=1e-6)
     # The user index plays no part: users EASE was not fitted on are ranked the same way.
-    unknown = scoring.Block(np.zeros(3, np.int64), block.watched_rows, block.watched_cols, block.watched_liked)
+    unknown = Block(np.zeros(3, np.int64), block.watched_rows, block.watched_cols, block.watched_liked)
     np.testing.assert_allclose(model.keys(unknown), expected, rtol=1e-6)
 
 
@@ -431,7 +433,7 @@ def test_an_empty_split_is_named(evaluate_job, prepared_small, small_model, tmp_
     data = emptied_copy(prepared_small, tmp_path / "prepared", table)
     before = tree_digest(tmp_path)
     argv = ["--data", str(data), "--model", str(small_model), "--output", str(tmp_path / "out")]
-    with pytest.raises(evaluation.EvaluateError) as failure:
+    with pytest.raises(EvaluateError) as failure:
         evaluate_job.main(argv + settings(QUICK))
     assert str(failure.value) == f"{data}/{table} has no rows: nothing to evaluate"
     assert tree_digest(tmp_path) == before

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from sparkrec.core import columns as C
-from sparkrec.prepare.stages import features
+from sparkrec.prepare import features
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,8 @@ import pytest
 from sparkrec.core import columns as C
 from sparkrec.core import metrics
 from sparkrec.models import pairwise as M
-from sparkrec.train.stages import TrainConfig, configure_runtime
+from sparkrec.train.config import TrainConfig
+from sparkrec.train.stages import configure_runtime
 
 configure_runtime(TrainConfig(intra_op_threads=2, inter_op_threads=1, seed=7))
 

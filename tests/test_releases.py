@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkrec.core import columns as C
-from sparkrec.prepare import features, movielens, stages as prepare, releases
+from sparkrec.prepare import features, movielens, stages as prepare
 from sparkrec.synthetic import generator as synthetic
 from sparkrec.prepare.movielens import InputError
 from sparkrec.core.runinfo import StageTimer, get_logger
+from sparkrec.prepare.config import PrepareConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,9 +107,9 @@ def test_u_genre_in_another_order_fails_before_any_work(tmp_path):
 
 # --- each layout read to exact rows ---
 
-def read(spark, directory: Path, config: prepare.PrepareConfig | None = None,
+def read(spark, directory: Path, config: PrepareConfig | None = None,
          ) -> tuple[movielens.MovieLensInput, prepare.Validated]:
-    config = config or prepare.PrepareConfig()
+    config = config or PrepareConfig()
     extracted = prepare.extract(spark, str(directory), config, StageTimer(get_logger("test")))
     return extracted.source, prepare.validate(extracted)
 
@@ -291,7 +292,7 @@ GENERATED = synthetic.settings(40, movies=100, seed=11)
 def test_raw_cache_keeps_releases_apart(spark, tmp_path):
     """The same movies.dat bytes are latin-1 as ML-1M's and UTF-8 as ML-10M's: one's cached parse
     must not serve the other."""
-    config = prepare.PrepareConfig(raw_cache=str(tmp_path / "cache"))
+    config = PrepareConfig(raw_cache=str(tmp_path / "cache"))
     titles = {}
     for layout, extra in (("ml-1m", {}), ("ml-10m", {"tags.dat": ""})):
         files = {"ratings.dat": ML1M["ratings.dat"], "movies.dat": ML1M["movies.dat"], **extra}

@@ -18,7 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkrec.core import columns as C
-from sparkrec.score import stages as scoring
+from sparkrec.core.ops import apply
+from sparkrec.core.topk import top_k
+from sparkrec.score.config import MODEL_FILE, ScoreError
+from sparkrec.score.factorize import factorize
+from sparkrec.score.keras_io import catalogue_inputs, load_keras_model, output_for, scored_model
+from sparkrec.score.kernels import kernel_for
+from sparkrec.score.scorers import FastScorer, recommend_batch
 from conftest import emptied_copy, load_job, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +47,7 @@ def randomize_biases(model, seed: int) -> None:
 def save_model_dir(model, directory: Path, vocab_from: Path | None) -> Path:
     """MODEL_DIR as the training job writes it: model.keras and (optionally) the vocabularies it used."""
     directory.mkdir(parents=True)
-    model.save(directory / scoring.MODEL_FILE)
+    model.save(directory / MODEL_FILE)
     if vocab_from is not None:
         shutil.copytree(vocab_from / "vocab", directory / "vocab")
     return directory
@@ -145,7 +151,7 @@ def run(job, data: Path, model: Path, output: Path, *settings: str) -> dict:
 
 def recommendations(output: Path) -> pd.DataFrame:
     frame = pq.read_table(output / "recommendations").to_pandas()
-    return frame.sort_values([C.USER_ID, scoring.RANK]).reset_index(drop=True)
+    return frame.sort_values([C.USER_ID, C.RANK]).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -181,13 +187,13 @@ def keras_and_fast(
     model_dir: Path, prepared: Path, users: np.ndarray, output: str
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Scores of `users` against the whole catalogue by Keras predict and by the fast path, on one output."""
-    model = scoring.scored_model(scoring.load_keras_model((model_dir / scoring.MODEL_FILE).read_bytes()), output)
+    model = scored_model(load_keras_model((model_dir / MODEL_FILE).read_bytes()), output)
     movies = pq.read_table(prepared / "movies").to_pandas().sort_values(C.MOVIE_ID).reset_index(drop=True)
-    catalogue = scoring.catalogue_inputs(model, movies)
-    factorized = scoring.factorize(model, vocab_sizes(prepared)["user"], catalogue)
-    kernel = scoring.kernel_for(factorized)
+    catalogue = catalogue_inputs(model, movies)
+    factorized = factorize(model, vocab_sizes(prepared)["user"], catalogue)
+    kernel = kernel_for(factorized)
     keys = kernel(users)
-    fast = scoring.apply(factorized.tail, keys.astype(np.float64).reshape(-1, 1)).reshape(keys.shape)
+    fast = apply(factorized.tail, keys.astype(np.float64).reshape(-1, 1)).reshape(keys.shape)
     feed = {name: np.tile(values, (len(users),) + (1,) * (values.ndim - 1)) for name, values in catalogue.items()}
     feed[C.USER_IDX] = np.repeat(users, len(movies)).reshape(-1, 1).astype("int32")
     reference = model.predict(feed, batch_size=65536, verbose=0).reshape(keys.shape)
@@ -208,12 +214,12 @@ def test_fast_path_equals_keras_within_1e5(models, prepared_small, name, output,
 
 def test_auto_ranks_by_the_rank_output_when_there_is_one(models):
     deep, paper = (
-        scoring.load_keras_model((models[name] / scoring.MODEL_FILE).read_bytes()) for name in ("deep", "paper")
+        load_keras_model((models[name] / MODEL_FILE).read_bytes()) for name in ("deep", "paper")
     )
-    assert scoring.output_for(deep, "auto") == "rank" and scoring.output_for(paper, "auto") == C.LIKE
-    assert scoring.output_for(deep, C.RATING) == C.RATING
-    with pytest.raises(scoring.ScoreError, match="has outputs"):
-        scoring.output_for(deep, "stars")
+    assert output_for(deep, "auto") == "rank" and output_for(paper, "auto") == C.LIKE
+    assert output_for(deep, C.RATING) == C.RATING
+    with pytest.raises(ScoreError, match="has outputs"):
+        output_for(deep, "stars")
 
 
 def test_fast_and_generic_runs_agree(fast_run, generic_run):
@@ -222,11 +228,11 @@ def test_fast_and_generic_runs_agree(fast_run, generic_run):
     fast = fast[fast[C.USER_ID].isin(generic[C.USER_ID].unique())].reset_index(drop=True)
     assert len(generic) == len(fast) == 300
     assert (generic[C.USER_ID].values == fast[C.USER_ID].values).all()
-    assert np.abs(generic[scoring.SCORE].values - fast[scoring.SCORE].values).max() <= TOLERANCE
+    assert np.abs(generic[C.SCORE].values - fast[C.SCORE].values).max() <= TOLERANCE
     # Lists may differ only where two scores are closer than the tolerance.
     differs = generic[C.MOVIE_ID].values != fast[C.MOVIE_ID].values
-    near_tie = np.abs(np.diff(generic[scoring.SCORE].values, prepend=np.inf)) <= TOLERANCE
-    near_tie |= np.abs(np.diff(generic[scoring.SCORE].values, append=-np.inf)) <= TOLERANCE
+    near_tie = np.abs(np.diff(generic[C.SCORE].values, prepend=np.inf)) <= TOLERANCE
+    near_tie |= np.abs(np.diff(generic[C.SCORE].values, append=-np.inf)) <= TOLERANCE
     assert not (differs & ~near_tie).any()
     assert manifest(generic_run)["path"]["chosen"] == "generic"
     assert manifest(fast_run)["path"] == {
@@ -260,7 +266,7 @@ def test_every_sampled_user_gets_k_ranked_unique_movies(fast_run, prepared_small
     }
     assert document["recommendations"] == {"rows": 6100, "expected": 6100}
     assert document["pairs_scored"] == 610 * 9742 - 100836
-    assert all(ranks == list(range(1, 11)) for ranks in recs.groupby(C.USER_ID)[scoring.RANK].apply(list))
+    assert all(ranks == list(range(1, 11)) for ranks in recs.groupby(C.USER_ID)[C.RANK].apply(list))
     assert not recs.duplicated([C.USER_ID, C.MOVIE_ID]).any()
     movies = pq.read_table(prepared_small / "movies", columns=[C.MOVIE_ID, C.TITLE, C.GENRES]).to_pandas()
     joined = recs.merge(movies, on=C.MOVIE_ID, suffixes=("", "_catalogue"))
@@ -272,7 +278,7 @@ def test_every_sampled_user_gets_k_ranked_unique_movies(fast_run, prepared_small
 def test_lists_are_ordered_by_score_then_movie_id(fast_run):
     recs = recommendations(fast_run)
     same_user = recs[C.USER_ID].values[1:] == recs[C.USER_ID].values[:-1]
-    score_step = np.diff(recs[scoring.SCORE].values)
+    score_step = np.diff(recs[C.SCORE].values)
     movie_step = np.diff(recs[C.MOVIE_ID].values)
     assert (score_step[same_user] <= 0).all()
     assert (movie_step[same_user & (score_step == 0)] > 0).all()
@@ -300,8 +306,8 @@ def test_top_k_equals_a_full_sort_with_ties_and_saturation():
         excluded = rng.random((rows, columns)) < rng.random()
         keys[excluded] = -np.inf
         tail = tails[trial % 3]
-        got_rows, got_cols, got_scores, got_ranks = scoring.top_k(keys, k, tail)
-        scores = scoring.apply(tail, np.where(excluded, 0, keys).astype(np.float64).reshape(-1, 1))
+        got_rows, got_cols, got_scores, got_ranks = top_k(keys, k, tail)
+        scores = apply(tail, np.where(excluded, 0, keys).astype(np.float64).reshape(-1, 1))
         expected = full_sort(scores.reshape(rows, columns).astype(np.float32), excluded, k)
         for row, want in enumerate(expected):
             assert got_cols[got_rows == row].tolist() == want
@@ -309,13 +315,13 @@ def test_top_k_equals_a_full_sort_with_ties_and_saturation():
 
 
 def test_block_size_does_not_change_the_lists(models, prepared_small, watched):
-    model = scoring.scored_model(scoring.load_keras_model((models["paper"] / scoring.MODEL_FILE).read_bytes()), C.LIKE)
+    model = scored_model(load_keras_model((models["paper"] / MODEL_FILE).read_bytes()), C.LIKE)
     movies = pq.read_table(prepared_small / "movies").to_pandas().sort_values(C.MOVIE_ID).reset_index(drop=True)
-    factorized = scoring.factorize(model, 611, scoring.catalogue_inputs(model, movies))
-    scorer = scoring.FastScorer(factorized, movies[C.MOVIE_ID].to_numpy())
-    users = watched[watched[C.USER_ID] <= 9].groupby(C.USER_ID)[C.MOVIE_ID].apply(np.array).rename(scoring.WATCHED)
+    factorized = factorize(model, 611, catalogue_inputs(model, movies))
+    scorer = FastScorer(factorized, movies[C.MOVIE_ID].to_numpy())
+    users = watched[watched[C.USER_ID] <= 9].groupby(C.USER_ID)[C.MOVIE_ID].apply(np.array).rename(C.WATCHED)
     batch = users.reset_index().assign(**{C.USER_IDX: lambda f: f[C.USER_ID]})
-    lists = [scoring.recommend_batch(scorer, batch, 20, block) for block in (1, 4, 9)]
+    lists = [recommend_batch(scorer, batch, 20, block) for block in (1, 4, 9)]
     assert lists[0].equals(lists[1]) and lists[0].equals(lists[2])
 
 
@@ -374,7 +380,7 @@ def test_manifest_and_exports(fast_run, generic_run):
     exported = pd.read_csv(next((fast_run / "export").glob("*.csv")))
     pd.testing.assert_frame_equal(exported, recommendations(fast_run), check_dtype=False, atol=1e-6)
     lines = pd.read_json(next((generic_run / "export").glob("*.json")), lines=True)
-    assert list(lines.columns) == list(scoring.RECOMMENDATION_COLUMNS) and len(lines) == 300
+    assert list(lines.columns) == list(C.RECOMMENDATION_COLUMNS) and len(lines) == 300
 
 
 # --- bad inputs: one-line failures, previous output kept ---------------------------------
@@ -383,7 +389,7 @@ def test_manifest_and_exports(fast_run, generic_run):
 def test_model_of_other_vocabularies_is_rejected(score_job, prepared_small, small_world_model, fast_run, tmp_path):
     output = tmp_path / "kept"
     shutil.copytree(fast_run, output)
-    with pytest.raises(scoring.ScoreError, match=r"model/vocabulary mismatch: .*vocab/user differs from .*vocab/user"):
+    with pytest.raises(ScoreError, match=r"model/vocabulary mismatch: .*vocab/user differs from .*vocab/user"):
         run(score_job, prepared_small, small_world_model, output)
     assert manifest(output) == manifest(fast_run)
 
@@ -391,14 +397,14 @@ def test_model_of_other_vocabularies_is_rejected(score_job, prepared_small, smal
 def test_embedding_sizes_are_checked_without_a_vocab_copy(score_job, prepared_small, small_world, tmp_path):
     model_dir = save_model_dir(paper_model(vocab_sizes(small_world)), tmp_path / "model", vocab_from=None)
     message = r"embedding 'embed_user_idx' of user_idx has 101 rows, vocab/user has 611"
-    with pytest.raises(scoring.ScoreError, match=message):
+    with pytest.raises(ScoreError, match=message):
         run(score_job, prepared_small, model_dir, tmp_path / "out")
 
 
 def test_missing_interactions_is_named(score_job, prepared_small, models, tmp_path):
     data = tmp_path / "prepared"
     shutil.copytree(prepared_small, data, ignore=shutil.ignore_patterns("interactions", "train", "test", "figures"))
-    with pytest.raises(scoring.ScoreError, match=r"interactions is missing: not a complete prepare output"):
+    with pytest.raises(ScoreError, match=r"interactions is missing: not a complete prepare output"):
         run(score_job, data, models["paper"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -406,20 +412,20 @@ def test_missing_interactions_is_named(score_job, prepared_small, models, tmp_pa
 def test_a_file_that_is_not_a_model_is_named(score_job, prepared_small, tmp_path):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    (model_dir / scoring.MODEL_FILE).write_text("not a model")
-    with pytest.raises(scoring.ScoreError, match=r"model.keras is not a Keras model file \(a .keras zip archive\)$"):
+    (model_dir / MODEL_FILE).write_text("not a model")
+    with pytest.raises(ScoreError, match=r"model.keras is not a Keras model file \(a .keras zip archive\)$"):
         run(score_job, prepared_small, model_dir, tmp_path / "out")
 
 
 def test_fast_path_on_a_non_factorizable_model_fails(score_job, prepared_small, models, tmp_path):
-    with pytest.raises(scoring.ScoreError, match=r"path=fast: the model does not factorize \(layer 'dot'"):
+    with pytest.raises(ScoreError, match=r"path=fast: the model does not factorize \(layer 'dot'"):
         run(score_job, prepared_small, models["dot"], tmp_path / "out", "path=fast")
 
 
 def test_an_empty_catalogue_is_named(score_job, prepared_small, models, tmp_path):
     data = emptied_copy(prepared_small, tmp_path / "prepared", "movies")
     before = tree_digest(tmp_path)
-    with pytest.raises(scoring.ScoreError) as failure:
+    with pytest.raises(ScoreError) as failure:
         run(score_job, data, models["paper"], tmp_path / "out")
     assert str(failure.value) == f"{data}/movies has no rows: there is no catalogue to rank"
     assert tree_digest(tmp_path) == before
@@ -429,7 +435,7 @@ def test_no_user_to_score_is_named(score_job, prepared_small, tmp_path):
     data = emptied_copy(prepared_small, tmp_path / "prepared", "vocab/user")
     model_dir = save_model_dir(paper_model(vocab_sizes(data)), tmp_path / "model", vocab_from=None)
     before = tree_digest(tmp_path)
-    with pytest.raises(scoring.ScoreError) as failure:
+    with pytest.raises(ScoreError) as failure:
         run(score_job, data, model_dir, tmp_path / "out")
     assert str(failure.value) == f"no user to score in {data} (users=sample, unknown_users=score, 0 users requested)"
     assert tree_digest(tmp_path) == before

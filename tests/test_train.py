@@ -27,10 +27,11 @@ from sparkrec.train import dataset as dataset_module
 from sparkrec.train.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
 from sparkrec.core.config import ConfigError
 from sparkrec.train.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
+from sparkrec.train.config import TrainConfig
 
 from conftest import ROOT, TINY_TRAIN, load_job, tree_digest
 
-training.configure_runtime(training.TrainConfig(intra_op_threads=2, inter_op_threads=1))
+training.configure_runtime(TrainConfig(intra_op_threads=2, inter_op_threads=1))
 # pytest resets warning filters per test; dataset.py's filter for this petastorm advice does not reach here.
 pytestmark = pytest.mark.filterwarnings("ignore:Please use make_reader:UserWarning")
 
@@ -94,7 +95,7 @@ def test_the_saved_model_is_the_one_validated_at_the_kept_epoch(trained, prepare
     """Validation sees the averaged weights (the deep preset averages them): so must the saved model."""
     document = read_json(trained / "metrics.json")
     kept = document["history"][document["best_epoch"] - 1]
-    config = training.TrainConfig(**read_json(trained / "run.json")["config"])
+    config = TrainConfig(**read_json(trained / "run.json")["config"])
     assert config.ema_momentum == 0.99
     model = M.load(trained / "model.keras")
     x, y = training.feed_arrays(training.make_feeds(open_prepared(prepared_small), model, config).validation)
@@ -306,14 +307,14 @@ def test_undoing_the_sampling_bias_shifts_the_rank_logit_by_the_movie_offset():
 
 def test_popularity_negatives_need_the_rank_bias():
     with pytest.raises(ConfigError, match="negative_popularity needs rank_bias"):
-        training.TrainConfig(negative_popularity=0.5, rank_bias=False).validate()
+        TrainConfig(negative_popularity=0.5, rank_bias=False).validate()
 
 
 def test_weight_averaging_is_the_deep_preset_and_stays_below_one():
-    assert training.TrainConfig().resolved().ema_momentum == 0.99
-    assert training.TrainConfig(model="paper").resolved().ema_momentum == 0.0
+    assert TrainConfig().resolved().ema_momentum == 0.99
+    assert TrainConfig(model="paper").resolved().ema_momentum == 0.0
     with pytest.raises(ConfigError, match=r"ema_momentum must be in \[0, 1\)"):
-        training.TrainConfig(ema_momentum=1.0).validate()
+        TrainConfig(ema_momentum=1.0).validate()
 
 
 def test_catalogue_holds_every_movie_side_input_of_every_catalogue_movie(prepared_small):

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from sparkrec.train import callbacks, fitting, towertrain
 from sparkrec.models import towers as retrieval, twotower
-from sparkrec.score import stages as scoring
+from sparkrec.score.scorers import Block, TwoTowerScorer, recommend_batch, top_k_lists, watched_positions
 from sparkrec.core import columns as C
 from sparkrec.models import pairwise as M
 from sparkrec.train.candidates import Candidates, Sampler
@@ -207,37 +207,37 @@ def scorer_and_users(model=None):
     catalogue = literal_catalogue()
     towers = retrieval.TwoTower.from_model(model or randomized_model(), catalogue)
     movie_ids = 100 + 2 * np.arange(40)
-    scorer = scoring.TwoTowerScorer(towers, movie_ids, catalogue[C.MOVIE_IDX][:, 0].astype(np.int64))
+    scorer = TwoTowerScorer(towers, movie_ids, catalogue[C.MOVIE_IDX][:, 0].astype(np.int64))
     users = pd.DataFrame({
         C.USER_ID: [1, 2, 3, 4],
         C.USER_IDX: [3, 0, 0, 5],
-        scoring.WATCHED: [[100, 104, 130], [102, 140, 150, 160], [170, 176], []],
-        scoring.LIKED: [[104], [140, 150], [], []],
+        C.WATCHED: [[100, 104, 130], [102, 140, 150, 160], [170, 176], []],
+        C.LIKED: [[104], [140, 150], [], []],
     })
     return scorer, users
 
 
 def test_two_tower_lists_equal_a_full_sort_and_never_hold_a_watched_movie():
     scorer, users = scorer_and_users()
-    lists = scoring.recommend_batch(scorer, users, 10, block=3)
-    _, rows, cols, liked = scoring.watched_positions(users, scorer.movie_ids)
-    keys = scorer.towers.keys(scorer.vectors(scoring.Block(users[C.USER_IDX].to_numpy(), rows, cols, liked)))
-    for row, (user, watched) in enumerate(zip(users[C.USER_ID], users[scoring.WATCHED])):
+    lists = recommend_batch(scorer, users, 10, block=3)
+    _, rows, cols, liked = watched_positions(users, scorer.movie_ids)
+    keys = scorer.towers.keys(scorer.vectors(Block(users[C.USER_IDX].to_numpy(), rows, cols, liked)))
+    for row, (user, watched) in enumerate(zip(users[C.USER_ID], users[C.WATCHED])):
         eligible = np.flatnonzero(~np.isin(scorer.movie_ids, watched))
         order = eligible[np.lexsort((eligible, -keys[row, eligible]))][:10]
         got = lists[lists[C.USER_ID] == user]
         assert got[C.MOVIE_ID].tolist() == scorer.movie_ids[order].tolist()
-        assert got[scoring.RANK].tolist() == list(range(1, 11))
+        assert got[C.RANK].tolist() == list(range(1, 11))
         assert not set(got[C.MOVIE_ID]) & set(watched)
 
 
 def test_users_outside_the_sample_get_lists_from_their_histories():
     scorer, users = scorer_and_users()
-    lists = scoring.top_k_lists(scorer, users, 10, block=4)
+    lists = top_k_lists(scorer, users, 10, block=4)
     assert lists[2].tolist() != lists[3].tolist(), "two unknown users with different histories"
-    swapped = users.assign(**{scoring.WATCHED: [users[scoring.WATCHED][i] for i in (0, 2, 1, 3)],
-                              scoring.LIKED: [users[scoring.LIKED][i] for i in (0, 2, 1, 3)]})
-    again = scoring.top_k_lists(scorer, swapped, 10, block=4)
+    swapped = users.assign(**{C.WATCHED: [users[C.WATCHED][i] for i in (0, 2, 1, 3)],
+                              C.LIKED: [users[C.LIKED][i] for i in (0, 2, 1, 3)]})
+    again = top_k_lists(scorer, swapped, 10, block=4)
     assert again[2].tolist() == lists[3].tolist() and again[3].tolist() == lists[2].tolist(), (
         "an unknown user's list is a function of their history alone"
     )
@@ -246,10 +246,10 @@ def test_users_outside_the_sample_get_lists_from_their_histories():
 def test_a_twotower_block_can_be_scored_from_liked_flags_alone():
     """Liking a watched movie or not changes the vector: the history's labels are read."""
     scorer, users = scorer_and_users()
-    flipped = users.assign(**{scoring.LIKED: [[100, 130], [102], [170, 176], []]})
-    first = scoring.recommend_batch(scorer, users, 10, block=4)
-    second = scoring.recommend_batch(scorer, flipped, 10, block=4)
-    assert not np.allclose(first[scoring.SCORE].to_numpy(), second[scoring.SCORE].to_numpy())
+    flipped = users.assign(**{C.LIKED: [[100, 130], [102], [170, 176], []]})
+    first = recommend_batch(scorer, users, 10, block=4)
+    second = recommend_batch(scorer, flipped, 10, block=4)
+    assert not np.allclose(first[C.SCORE].to_numpy(), second[C.SCORE].to_numpy())
 
 
 # --- the jobs -------------------------------------------------------------------------

@@ -219,3 +219,19 @@ VOCABULARIES = {
     "year": ("year", YEAR_IDX),
     "tag": (TAG, "tag_idx"),
 }
+VOCABULARY_NAMES = tuple(sorted(VOCABULARIES))
+
+# --- the scoring job's recommendations, and the per-user lists it scores from ---
+RANK = "rank"  # 1 = best
+SCORE = "score"  # the model's output for the pair
+WATCHED = "watched"  # array<int>: the catalogue movies a user has rated
+LIKED = "liked"  # array<int>: those of them the user liked
+RECOMMENDATION_COLUMNS = (USER_ID, RANK, MOVIE_ID, TITLE, GENRES, SCORE)
+SCORED_SCHEMA = T.StructType(
+    [
+        T.StructField(USER_ID, T.IntegerType(), False),
+        T.StructField(RANK, T.IntegerType(), False),
+        T.StructField(MOVIE_ID, T.IntegerType(), False),
+        T.StructField(SCORE, T.FloatType(), False),
+    ]
+)

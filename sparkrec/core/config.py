@@ -16,11 +16,25 @@ from typing import Any, TypeVar
 
 import yaml
 
+from sparkrec.core.errors import SparkrecError
+
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(SparkrecError):
     """A configuration key or value that the job cannot use."""
+
+
+ALL = "all"
+
+
+def count_or_all(name: str, value: str) -> int | None:
+    """A setting that holds a positive integer or "all": that integer, or None for all."""
+    if value == ALL:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name}: expected a positive integer or 'all', got {value!r}")
+    return int(value)
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from typing import Iterator, Mapping, Sequence
 
 from sparkrec.core import storage
+from sparkrec.core.errors import SparkrecError
 from sparkrec.core.runinfo import get_logger, library_versions
 from sparkrec.core.storage import Spark
 
@@ -49,7 +50,7 @@ STALE_SECONDS = 600.0
 log = get_logger("outputs")
 
 
-class OutputError(ValueError):
+class OutputError(SparkrecError):
     """An output directory the job must not write; the message is one line."""
 
 

@@ -24,7 +24,13 @@ import pyarrow
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sparkrec.core.errors import SparkrecError
+
 LEGACY_PYARROW = hasattr(pq, "ParquetDatasetPiece")
+
+
+class Unsupported(SparkrecError, NotImplementedError):
+    """A petastorm path this module does not supply on a current pyarrow; the jobs report it in one line."""
 
 
 class LegacyFileSystem:
@@ -83,7 +89,7 @@ class ParquetDatasetPiece:
 
     def __init__(self, path, open_file_func=None, row_group=None, partition_keys=None):
         if partition_keys:
-            raise NotImplementedError(f"petastorm_compat: partitioned datasets are not supported ({path})")
+            raise Unsupported(f"petastorm_compat: partitioned datasets are not supported ({path})")
         self.path = path
         self.open_file_func = open_file_func or LocalFileSystem().open
         self.row_group = row_group
@@ -116,7 +122,7 @@ class ParquetDataset:
 
     def __init__(self, path_or_paths, filesystem=None, validate_schema=True, metadata_nthreads=1, filters=None):
         if filters is not None:
-            raise NotImplementedError("petastorm_compat: row filters on a Petastorm dataset are not supported")
+            raise Unsupported("petastorm_compat: row filters on a Petastorm dataset are not supported")
         self.fs = _legacy_filesystem(filesystem)
         self.paths = path_or_paths
         self.partitions = None
@@ -150,12 +156,12 @@ def _is_data_file(root: str, path: str) -> bool:
     if any(part.startswith(("_", ".")) for part in parts):
         return False
     if len(parts) > 1 and any("=" in part for part in parts[:-1]):
-        raise NotImplementedError(f"petastorm_compat: partitioned datasets are not supported ({path})")
+        raise Unsupported(f"petastorm_compat: partitioned datasets are not supported ({path})")
     return not path.endswith(".crc")
 
 
 def _hdfs_connect(*args, **kwargs):
-    raise NotImplementedError(
+    raise Unsupported(
         "petastorm_compat: hdfs:// through petastorm's libhdfs connector needs pyarrow's legacy "
         "pyarrow.hdfs (removed in pyarrow 15); use the legacy stack (constraints-legacy.txt)"
     )

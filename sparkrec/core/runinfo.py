@@ -1,16 +1,21 @@
-"""What every run records about itself: library versions, stage timings, logging."""
+"""What every run records about itself: its record (settings, versions, session, timings), logging; the JSON writer."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import logging
 import platform
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from sparkrec.core import storage
+from sparkrec.core.config import to_dict
+from sparkrec.core.storage import Spark
 
 _PACKAGES = ("sparkrec", "pyspark", "pyarrow", "numpy", "pandas", "petastorm", "tensorflow-cpu", "keras")
 
@@ -65,3 +70,28 @@ class StageTimer:
     def count(self, name: str, rows: int) -> int:
         self.rows[name] = int(rows)
         return self.rows[name]
+
+
+def run_record(job: str, config: Any, timings: dict[str, float], spark: Spark = None) -> dict:
+    """What every job records of its run beside its results: the job, when, the resolved settings, the
+    library versions, the Spark session's facts (jobs with one) and the timings of its stages."""
+    record = {
+        "job": job,
+        "created_unix": int(time.time()),
+        "config": to_dict(config),
+        "versions": library_versions(),
+        "timings_s": dict(timings),
+    }
+    if spark is not None:
+        record["versions"]["spark"] = spark.version
+        record["spark"] = {
+            "master": spark.sparkContext.master,
+            "default_parallelism": spark.sparkContext.defaultParallelism,
+            "shuffle_partitions": int(spark.conf.get("spark.sql.shuffle.partitions")),
+        }
+    return record
+
+
+def write_json(spark: Spark, path: str | Path, document: dict, sort_keys: bool = False) -> None:
+    """A record or metrics document as indented JSON, through storage (local or Hadoop paths)."""
+    storage.write_text(spark, str(path), json.dumps(document, indent=2, sort_keys=sort_keys) + "\n")

@@ -23,11 +23,3 @@ def start(app_name: str) -> SparkSession:
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
-
-def describe(spark: SparkSession) -> dict:
-    """The session facts every job manifest records beside its results."""
-    return {
-        "master": spark.sparkContext.master,
-        "default_parallelism": spark.sparkContext.defaultParallelism,
-        "shuffle_partitions": int(spark.conf.get("spark.sql.shuffle.partitions")),
-    }

@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from sparkrec.core import columns as C
 from sparkrec.core import metrics, ranking
 from sparkrec.prepare import sampling
-from sparkrec.score import stages as scoring
+from sparkrec.score.scorers import Block, top_k_lists
 from sparkrec.core.runinfo import get_logger
 
 # Columns of the frames `classify` returns.
@@ -79,7 +79,7 @@ class RankingCarveOut:
     block: int
 
     def ndcg(self, scorer) -> float:
-        lists = scoring.top_k_lists(scorer, self.users, self.k, self.block)
+        lists = top_k_lists(scorer, self.users, self.k, self.block)
         return ranking.mean_ranking_metrics(lists, self.relevant, self.k)[f"ndcg@{self.k}"]
 
     @property
@@ -275,7 +275,7 @@ class Baseline:
         """Scores of the users (by user_idx) against every catalogue movie, higher is better."""
         raise NotImplementedError
 
-    def keys(self, block: scoring.Block) -> np.ndarray:
+    def keys(self, block: Block) -> np.ndarray:
         keys = np.array(self.scores(block.user_idx), dtype=np.float32)
         # Movies a baseline cannot score (NaN) are never recommended, like watched ones.
         keys[np.isnan(keys)] = -np.inf

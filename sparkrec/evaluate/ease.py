@@ -21,7 +21,7 @@ import scipy.sparse
 from pyspark.sql import DataFrame
 
 from sparkrec.core import columns as C
-from sparkrec.score import stages as scoring
+from sparkrec.score.scorers import Block
 from sparkrec.evaluate.baselines import Calibrated, Calibration, RankingCarveOut, Skipped, Tuned, calibrate, search
 from sparkrec.core.runinfo import get_logger
 
@@ -45,7 +45,7 @@ class Ease(Calibrated):
     def scores(self, user_idx: np.ndarray) -> np.ndarray:
         return self._catalogue_scores(np.asarray(self.history[user_idx] @ self.weights))
 
-    def keys(self, block: scoring.Block) -> np.ndarray:
+    def keys(self, block: Block) -> np.ndarray:
         """Scores from the block's watched movies, whoever the users are: a user EASE was not fitted on
         (the evaluation's held-out users) is scored from their history like any other."""
         items = self.columns[block.watched_cols]

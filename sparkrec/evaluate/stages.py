@@ -10,7 +10,7 @@ Two questions are asked of every model, on the same rows:
   catalogue coverage of all lists together (`sparkrec.core.ranking`).
 
 Top-K lists of every model come from the scoring job's selection code
-(`scoring.recommend_batch`), the deep model through the scoring job's own
+(`recommend_batch`), the deep model through the scoring job's own
 scorer and its default output choice (`rank` when the model has it); the deep
 model's classification always reads its `like` output. `jobs/evaluate.py`
 calls extract -> transform -> load.
@@ -18,12 +18,9 @@ calls extract -> transform -> load.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-import time
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import matplotlib
 import numpy as np
@@ -33,97 +30,28 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkrec.evaluate import als, baselines, ease
-from sparkrec.core import metrics, ranking, session, storage
+from sparkrec.core import metrics, prepare_output, ranking, storage
 from sparkrec.prepare import sampling
-from sparkrec.score import stages as scoring
+from sparkrec.score.config import ScoreConfig
+from sparkrec.score.keras_io import catalogue_inputs, load_keras_model, scored_model
+from sparkrec.score.planning import Inputs, Plan, Tables, choose, read_inputs
+from sparkrec.score.scorers import Block, TwoTowerScorer, top_k_lists, watched_positions
+from sparkrec.score.users import scoring_input, watched_sets
+from sparkrec.score.workers import build_scorer
 from sparkrec.core import columns as C
-from sparkrec.core.config import ConfigError, to_dict
-from sparkrec.core.runinfo import StageTimer, library_versions
+from sparkrec.core import runinfo
+from sparkrec.core.runinfo import StageTimer
 
 matplotlib.use("Agg")  # headless: drivers on clusters have no display
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the backend)
+from sparkrec.evaluate.config import BASELINES, EvaluateConfig, EvaluateError, HELD_OUT_BASELINES, RANKING_TUNED
 
-# Strongest first: the two top-N baselines, then popularity, the rating regressor and the paper's "standard ML".
-BASELINES = ("als_implicit", "ease", "popular", "als", "logistic")
-RANKING_TUNED = ("als_implicit", "ease")
-# The baselines that can rank a user they were not fitted on: EASE from the user's history,
-# most-popular for anyone. Our model ranks them too (the two-tower model from their history).
-HELD_OUT_BASELINES = ("ease", "popular")
-PREPARED_TABLES = ("train", "test")
+# What the evaluation reads of a prepare output beside what scoring reads (sparkrec.score.planning).
+SPLITS = ("train", "test")
 THRESHOLDED = ("accuracy", "precision", "recall", "f1")
 LISTED_POPULARITY = "train_ratings_per_listed_movie"
 # The test ratings ask P(like | rated): the like head's question, whichever output ranks.
 CLASSIFIED_OUTPUT = C.LIKE
-
-
-class EvaluateError(ValueError):
-    """Inputs the evaluation cannot use; the message is one line."""
-
-
-@dataclass
-class EvaluateConfig:
-    """Settings of the evaluation job (conf/evaluate.yaml documents each)."""
-
-    k: int = 10
-    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
-    eval_users: str = "all"
-    held_out_users: int = 0
-    seed: int = 42
-    validation_fraction: float = 0.1
-    popular_prior: float = 2.0
-    als_ranks: list[int] = field(default_factory=lambda: [10, 30])
-    als_reg_params: list[float] = field(default_factory=lambda: [0.05, 0.1])
-    als_max_iter: int = 10
-    als_blocks: int = 0
-    als_max_rank: int = 256
-    als_implicit_ranks: list[int] = field(default_factory=lambda: [32, 64, 128])
-    als_implicit_reg_params: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
-    als_implicit_alphas: list[float] = field(default_factory=lambda: [0.0, 1.0, 10.0, 40.0])
-    als_implicit_search_iter: int = 10
-    als_implicit_max_iter: int = 30
-    als_implicit_signal: Literal["binary", "rating", "like"] = "like"
-    ease_lambdas: list[float] = field(default_factory=lambda: [10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0])
-    ease_max_items: int = 30000
-    logistic_reg_params: list[float] = field(default_factory=lambda: [1e-5, 1e-4])
-    logistic_max_iter: int = 100
-    widen_steps: int = 4
-    block_users: int = 64
-    predict_batch_size: int = 8192
-
-    def validate(self) -> None:
-        if self.k <= 0:
-            raise ConfigError(f"k: expected a positive integer, got {self.k}")
-        unknown = sorted(set(self.baselines) - set(BASELINES))
-        if unknown:
-            raise ConfigError(f"baselines: unknown {unknown}, expected some of {list(BASELINES)}")
-        if self.eval_users != "all" and (not self.eval_users.isdigit() or int(self.eval_users) < 1):
-            raise ConfigError(f"eval_users: expected a positive integer or 'all', got {self.eval_users!r}")
-        if self.held_out_users < 0:
-            raise ConfigError(f"held_out_users: expected 0 (none) or a positive integer, got {self.held_out_users}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(f"validation_fraction: expected a value in (0, 1), got {self.validation_fraction}")
-        grids = {"als_ranks": self.als_ranks, "als_reg_params": self.als_reg_params,
-                 "als_implicit_ranks": self.als_implicit_ranks, "als_implicit_reg_params": self.als_implicit_reg_params,
-                 "als_implicit_alphas": self.als_implicit_alphas, "ease_lambdas": self.ease_lambdas,
-                 "logistic_reg_params": self.logistic_reg_params}
-        for name, values in grids.items():
-            if not values or min(values) < 0 or (name.endswith("_ranks") and min(values) < 1):
-                raise ConfigError(f"{name}: expected a non-empty list of non-negative values, got {values}")
-        positive = ("als_max_iter", "als_max_rank", "als_implicit_search_iter", "als_implicit_max_iter",
-                    "ease_max_items", "logistic_max_iter", "block_users", "predict_batch_size")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.als_blocks < 0:
-            raise ConfigError(f"als_blocks: expected 0 (one per core) or a positive integer, got {self.als_blocks}")
-        if self.popular_prior < 0:
-            raise ConfigError(f"popular_prior: expected a non-negative number, got {self.popular_prior}")
-        if self.widen_steps < 0:
-            raise ConfigError(f"widen_steps: expected 0 (the grids as given) or more, got {self.widen_steps}")
-
-    @property
-    def user_count(self) -> int | None:
-        return None if self.eval_users == "all" else int(self.eval_users)
 
 
 # --- extract ---------------------------------------------------------------
@@ -172,18 +100,18 @@ class Deep:
 
     model: object  # keras.Model with the like output only
     ranker: object  # the scoring job's scorer: fast (factorized, two-tower) or generic (Keras) path
-    plan: scoring.Plan
-    inputs: scoring.Inputs
+    plan: Plan
+    inputs: Inputs
     batch_size: int
     name: str  # the model's own name (twotower, deep, paper): its row in every table
     histories: pd.DataFrame | None = None  # EvalData.users: what a two-tower model places each user by
 
     def classify(self, rows: DataFrame) -> pd.DataFrame:
         frame = rows.toPandas()
-        if isinstance(self.ranker, scoring.TwoTowerScorer):
+        if isinstance(self.ranker, TwoTowerScorer):
             probability = self.tower_probabilities(frame)
         else:
-            feed = scoring.catalogue_inputs(self.model, frame)
+            feed = catalogue_inputs(self.model, frame)
             feed[C.USER_IDX] = frame[C.USER_IDX].to_numpy(dtype=np.int32).reshape(-1, 1)
             probability = np.asarray(self.model.predict(feed, batch_size=self.batch_size, verbose=0), dtype=np.float64)
             probability = probability.reshape(-1)
@@ -197,8 +125,8 @@ class Deep:
     def tower_probabilities(self, frame: pd.DataFrame) -> np.ndarray:
         """The like head on each row, the user placed by their train history (as they are ranked)."""
         users = self.histories.set_index(C.USER_ID).loc[np.unique(frame[C.USER_ID])].reset_index()
-        _, rows, cols, liked = scoring.watched_positions(users, self.ranker.movie_ids)
-        block = scoring.Block(users[C.USER_IDX].to_numpy(dtype=np.int64), rows, cols, liked)
+        _, rows, cols, liked = watched_positions(users, self.ranker.movie_ids)
+        block = Block(users[C.USER_IDX].to_numpy(dtype=np.int64), rows, cols, liked)
         vectors = self.ranker.vectors(block)
         at = np.searchsorted(users[C.USER_ID].to_numpy(), frame[C.USER_ID].to_numpy())
         columns = np.searchsorted(self.ranker.movie_ids, frame[C.MOVIE_ID].to_numpy())
@@ -217,21 +145,17 @@ class Deep:
         }
 
 
-def check_prepared(spark: SparkSession, data_dir: str) -> None:
-    """The splits the scoring job's checks do not cover (it reads interactions/, movies/, vocab/)."""
-    for table in PREPARED_TABLES:
-        if not storage.exists(spark, f"{data_dir}/{table}"):
-            raise EvaluateError(f"{data_dir}/{table} is missing: not a complete prepare output")
-
-
 def load_deep(spark: SparkSession, data_dir: str, model_dir: str, config: EvaluateConfig, timer: StageTimer) -> Deep:
-    """The model through the scoring job's checks (files, vocabularies, embedding sizes) and scorer."""
-    inputs = scoring.extract(spark, data_dir, model_dir, timer)
-    plan = scoring.plan(inputs, scoring.ScoreConfig(), timer)
-    loaded = scoring.load_keras_model(inputs.model_bytes)
+    """The model through the scoring job's checks (files, vocabularies, embedding sizes) and its default scorer."""
+    with timer.stage("extract"):
+        inputs = read_inputs(spark, data_dir, model_dir)
+    with timer.stage("model"):
+        defaults = ScoreConfig()
+        plan = choose(inputs, defaults.path, defaults.output_name, defaults.generic_batch_pairs)
+    loaded = load_keras_model(inputs.model_bytes)
     # A two-tower model classifies through its towers' arrays (Deep.tower_probabilities).
-    model = scoring.scored_model(loaded, CLASSIFIED_OUTPUT)
-    return Deep(model, scoring.build_scorer(plan.payload), plan, inputs, config.predict_batch_size, loaded.name)
+    model = scored_model(loaded, CLASSIFIED_OUTPUT)
+    return Deep(model, build_scorer(plan.payload), plan, inputs, config.predict_batch_size, loaded.name)
 
 
 def evaluated_users(spark: SparkSession, test: DataFrame, config: EvaluateConfig) -> DataFrame:
@@ -251,9 +175,9 @@ def relevant_sets(labels: pd.DataFrame) -> dict[int, set]:
 
 def user_table(train: DataFrame, movies: DataFrame, user_vocab: DataFrame, chosen: DataFrame) -> pd.DataFrame:
     """The evaluated users as the scorer reads them: userId, user_idx, watched (their train movieIds)."""
-    watched = scoring.watched_sets(train, movies)
+    watched = watched_sets(train, movies)
     # Every evaluated user is a sampled user (a test rating implies it): the "sample" input holds them all.
-    sampled = scoring.scoring_input(watched, user_vocab, "sample", 0)
+    sampled = scoring_input(watched, user_vocab, "sample", 0)
     return sampled.join(chosen, C.USER_ID, "left_semi").orderBy(C.USER_ID).toPandas()
 
 
@@ -262,13 +186,13 @@ def rating_counts(train: DataFrame) -> dict[int, int]:
     return {int(movie): int(n) for movie, n in train.groupBy(C.MOVIE_ID).count().toPandas().itertuples(index=False)}
 
 
-def held_out_users(spark: SparkSession, data_dir: str, movies: DataFrame, user_vocab: DataFrame, manifest: dict,
-                   config: EvaluateConfig) -> HeldOut | None:
+def held_out_users(spark: SparkSession, interactions: DataFrame, movies: DataFrame, user_vocab: DataFrame,
+                   manifest: dict, config: EvaluateConfig) -> HeldOut | None:
     """A seeded sample of `held_out_users` users of interactions/ outside the sample, split as prepare splits.
 
     None when every user with a rating was sampled.
     """
-    outside = spark.read.parquet(f"{data_dir}/interactions").join(user_vocab.select(C.USER_ID), C.USER_ID, "left_anti")
+    outside = interactions.join(user_vocab.select(C.USER_ID), C.USER_ID, "left_anti")
     chosen = sampling.sample_users(outside, config.held_out_users, config.seed)
     if not chosen:
         return None
@@ -279,30 +203,31 @@ def held_out_users(spark: SparkSession, data_dir: str, movies: DataFrame, user_v
     history, test = sampling.train_rows(split), sampling.test_rows(split)
     labels = test.select(C.USER_ID, C.MOVIE_ID, C.LIKE).toPandas()
     relevant = relevant_sets(labels)
-    watched = scoring.watched_sets(history, movies)
-    users = scoring.scoring_input(watched, user_vocab, "all", 0).orderBy(C.USER_ID).toPandas()
+    watched = watched_sets(history, movies)
+    users = scoring_input(watched, user_vocab, "all", 0).orderBy(C.USER_ID).toPandas()
     users = users[users[C.USER_ID].isin(relevant)].reset_index(drop=True)
     counts = {"history_ratings": int(history.count()), "test_ratings": len(labels)}
     split.unpersist()
     return HeldOut(users, relevant, counts)
 
 
-def load_data(spark: SparkSession, data_dir: str, config: EvaluateConfig) -> EvalData:
-    """Read the split; only the evaluated users' test rows, user table and labels reach the driver."""
-    check_prepared(spark, data_dir)
+def load_data(spark: SparkSession, inputs: Tables, config: EvaluateConfig) -> EvalData:
+    """Read the split beside what scoring read (`inputs`); only the evaluated users' test rows, user table and
+    labels reach the driver."""
+    data_dir = inputs.data_dir
+    prepare_output.require(spark, data_dir, SPLITS, EvaluateError)
     train = spark.read.parquet(f"{data_dir}/train").cache()
     test = spark.read.parquet(f"{data_dir}/test")
     chosen = F.broadcast(evaluated_users(spark, test, config))
     test = test.join(chosen, C.USER_ID, "left_semi").cache()
-    movies = spark.read.parquet(f"{data_dir}/movies")
-    user_vocab = spark.read.parquet(f"{data_dir}/vocab/user")
+    movies, user_vocab = inputs.movies, inputs.user_vocab
     labels = test.select(C.USER_ID, C.MOVIE_ID, C.LIKE).toPandas()
-    manifest = json.loads(storage.read_text(spark, f"{data_dir}/manifest.json"))
-    held = held_out_users(spark, data_dir, movies, user_vocab, manifest, config) if config.held_out_users else None
+    manifest = prepare_output.read_manifest(spark, data_dir, EvaluateError)
+    held = held_out_users(spark, inputs.interactions, movies, user_vocab, manifest, config) if config.held_out_users else None
     return EvalData(
         train=train,
         test=test,
-        catalogue=movies.orderBy(C.MOVIE_ID).toPandas(),
+        catalogue=inputs.catalogue,
         movies=movies,
         user_vocab=user_vocab,
         users=user_table(train, movies, user_vocab, chosen),
@@ -320,7 +245,7 @@ def extract(spark: SparkSession, data_dir: str, model_dir: str, config: Evaluate
     data_dir, model_dir = data_dir.rstrip("/"), model_dir.rstrip("/")
     deep = load_deep(spark, data_dir, model_dir, config, timer)
     with timer.stage("split"):
-        data = load_data(spark, data_dir, config)
+        data = load_data(spark, deep.inputs, config)
         timer.count("split", len(data.labels))
     deep.histories = data.users
     for table, rows in (("train", len(data.train_ratings)), ("test", len(data.labels))):
@@ -405,13 +330,13 @@ def measure(model, data: EvalData, config: EvaluateConfig, timer: StageTimer) ->
     with timer.stage(f"{model.name}_classify"):
         classified = classification(data.labels, model.classify(data.test))
     with timer.stage(f"{model.name}_rank"):
-        lists = scoring.top_k_lists(model.scorer(), data.users, config.k, config.block_users)
+        lists = top_k_lists(model.scorer(), data.users, config.k, config.block_users)
         ranked = ranking_quality(lists, data, config.k)
     measured = {"classification": classified, "ranking": ranked, "details": model.details()}
     held = data.held_out
     if held is not None and (model.name not in BASELINES or model.name in HELD_OUT_BASELINES):
         with timer.stage(f"{model.name}_held_out"):
-            lists = scoring.top_k_lists(model.scorer(), held.users, config.k, config.block_users)
+            lists = top_k_lists(model.scorer(), held.users, config.k, config.block_users)
             measured["held_out_ranking"] = ranking_quality(lists, data, config.k, held.relevant)
     return measured
 
@@ -493,8 +418,7 @@ def document(spark: SparkSession, evaluated: Evaluated, data: EvalData, config: 
              paths: dict[str, str], timer: StageTimer) -> dict:
     """metrics.json: every number, the resolved settings, the inputs and the versions."""
     return {
-        "job": "evaluate",
-        "created_unix": int(time.time()),
+        **runinfo.run_record("evaluate", config, timer.seconds, spark),
         **paths,
         "k": config.k,
         "split": split_summary(data),
@@ -502,12 +426,8 @@ def document(spark: SparkSession, evaluated: Evaluated, data: EvalData, config: 
         "skipped": evaluated.skipped,
         "evaluated_model": next(iter(evaluated.models)),
         "model_minus_baseline": comparison(evaluated.models, config.k),
-        "config": to_dict(config),
         "prepare_config": data.manifest.get("config"),
         "seed": config.seed,
-        "versions": {**library_versions(), "spark": spark.version},
-        "spark": session.describe(spark),
-        "timings_s": dict(timer.seconds),
     }
 
 
@@ -677,7 +597,7 @@ def chart(doc: dict, path: str) -> None:
 def load(spark: SparkSession, doc: dict, staging: str) -> None:
     """Write metrics.json, report.md and the chart into `staging`."""
     # Insertion order, not sorted keys: the models stay in report order, ours first.
-    storage.write_text(spark, f"{staging}/{METRICS}", json.dumps(doc, indent=2) + "\n")
+    runinfo.write_json(spark, f"{staging}/{METRICS}", doc)
     storage.write_text(spark, f"{staging}/{REPORT}", report(doc))
     with tempfile.TemporaryDirectory() as local:
         chart(doc, os.path.join(local, CHART))

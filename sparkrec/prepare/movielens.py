@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkrec.core import columns as C
+from sparkrec.core.errors import SparkrecError
 from sparkrec.prepare import features, releases
 from sparkrec.core import storage
 from sparkrec.core.runinfo import sha256_file
@@ -26,7 +27,7 @@ KAGGLE_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss"
 CACHE_VERSION = "2"
 
 
-class InputError(ValueError):
+class InputError(SparkrecError):
     """An input directory the job cannot use: no known release, a missing file or column."""
 
 

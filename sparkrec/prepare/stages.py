@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import tempfile
-import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -19,48 +17,10 @@ from pyspark.sql import types as T
 
 from sparkrec.core import columns as C
 from sparkrec.prepare import features, figures, movielens, petastorm_io, sampling, validation, vocab
-from sparkrec.core import session, storage
-from sparkrec.core.config import ConfigError, to_dict
-from sparkrec.core.runinfo import StageTimer, library_versions
-
-SPLITS = ("random", "temporal")
-
-
-@dataclass
-class PrepareConfig:
-    """Settings of the prepare job (conf/prepare.yaml documents each)."""
-
-    sample_users: str = "5000"
-    seed: int = 42
-    split: str = "random"
-    test_fraction: float = 0.1
-    like_threshold: float = 3.5
-    max_bad_fraction: float = 0.01
-    top_tags: int = 3
-    split_files: int = 4
-    row_group_mb: int = 8
-    raw_cache: str | None = None
-    figures: bool = True
-
-    def validate(self) -> None:
-        if self.sample_users != "all" and (not self.sample_users.isdigit() or int(self.sample_users) < 1):
-            raise ConfigError(f"sample_users: expected a positive integer or 'all', got {self.sample_users!r}")
-        if self.split not in SPLITS:
-            raise ConfigError(f"split: expected one of {list(SPLITS)}, got {self.split!r}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"test_fraction: expected a value in (0, 1), got {self.test_fraction}")
-        if not 0.5 <= self.like_threshold <= 5.0:
-            raise ConfigError(f"like_threshold: expected a value in [0.5, 5.0], got {self.like_threshold}")
-        if not 0.0 <= self.max_bad_fraction <= 1.0:
-            raise ConfigError(f"max_bad_fraction: expected a value in [0, 1], got {self.max_bad_fraction}")
-        if not 0 <= self.top_tags <= len(C.TAG_IDX_COLUMNS):
-            raise ConfigError(f"top_tags: expected 0..{len(C.TAG_IDX_COLUMNS)}, got {self.top_tags}")
-        if self.split_files < 1 or self.row_group_mb < 1:
-            raise ConfigError("split_files and row_group_mb must be positive")
-
-    @property
-    def user_count(self) -> int | None:
-        return None if self.sample_users == "all" else int(self.sample_users)
+from sparkrec.core import storage
+from sparkrec.core import runinfo
+from sparkrec.core.runinfo import StageTimer
+from sparkrec.prepare.config import PrepareConfig
 
 
 @dataclass
@@ -353,8 +313,7 @@ def manifest(
         for table, counts in prepared.validated.counts.items()
     }
     return {
-        "job": "prepare",
-        "created_unix": int(time.time()),
+        **runinfo.run_record("prepare", config, timer.seconds, spark),
         "input": {
             "directory": input_dir,
             "layout": source.layout,
@@ -369,14 +328,6 @@ def manifest(
         "output": output,
         "rows": dict(timer.rows),
         "quarantine": quarantined,
-        "config": to_dict(config),
         "seed": config.seed,
-        "versions": {**library_versions(), "spark": spark.version},
-        "spark": session.describe(spark),
-        "timings_s": dict(timer.seconds),
         **loaded,
     }
-
-
-def write_manifest(spark: SparkSession, document: dict, path: str) -> None:
-    storage.write_text(spark, path, json.dumps(document, indent=2, sort_keys=True) + "\n")

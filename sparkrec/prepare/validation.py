@@ -12,6 +12,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from sparkrec.core import columns as C
+from sparkrec.core.errors import SparkrecError
 from sparkrec.prepare import features
 
 MALFORMED = "malformed_row"
@@ -146,7 +147,7 @@ def reason_counts(classified: DataFrame) -> dict[str, int]:
     return {(row[C.REASON] or "ok"): int(row["count"]) for row in rows}
 
 
-class TooManyBadRows(ValueError):
+class TooManyBadRows(SparkrecError):
     pass
 
 

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sparkrec.core import columns as C
+from sparkrec.core.config import ConfigError
 from sparkrec.core import outputs
 from sparkrec.prepare import releases
 
@@ -288,15 +289,15 @@ def settings(users: int, movies: int | None = None, seed: int = DEFAULT_SEED,
     if genome_movies is None:
         genome_movies = round(movies * FULL_GENOME_MOVIES / FULL_MOVIES)
     if users < 1:
-        raise ValueError(f"--users must be at least 1, got {users}")
+        raise ConfigError(f"--users must be at least 1, got {users}")
     if movies < MIN_MOVIES:
-        raise ValueError(f"--movies must be at least {MIN_MOVIES}, got {movies}")
+        raise ConfigError(f"--movies must be at least {MIN_MOVIES}, got {movies}")
     if seed < 0:
-        raise ValueError(f"--seed must be non-negative, got {seed}")
+        raise ConfigError(f"--seed must be non-negative, got {seed}")
     if not 0 <= genome_movies <= movies:
-        raise ValueError(f"genome_movies must be between 0 and the movie count, got {genome_movies}")
+        raise ConfigError(f"genome_movies must be between 0 and the movie count, got {genome_movies}")
     if not 0 <= genome_tags <= len(tag_vocabulary()):
-        raise ValueError(f"genome_tags must be between 0 and {len(tag_vocabulary())}, got {genome_tags}")
+        raise ConfigError(f"genome_tags must be between 0 and {len(tag_vocabulary())}, got {genome_tags}")
     return Settings(users, movies, seed, genome_movies, genome_tags)
 
 

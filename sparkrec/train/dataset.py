@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sparkrec.core import columns as C
+from sparkrec.core import prepare_output
+from sparkrec.core.errors import SparkrecError
 from sparkrec.train.negatives import NegativeSampler
 from sparkrec.core.petastorm_compat import make_batch_reader
 from sparkrec.core.runinfo import get_logger
@@ -41,7 +43,6 @@ INDEX_VOCABULARY = {
     C.YEAR_IDX: "year",
     **{column: "tag" for column in C.TAG_IDX_COLUMNS},
 }
-VOCABULARY_NAMES = tuple(sorted(set(INDEX_VOCABULARY.values())))
 READ_ATTEMPTS = 5
 # Batches handed to tf.data per generator element, which tf.data's rebatch (C++) cuts apart again:
 # from_generator spends about 0.6 ms on every element it converts, longer than the paper model's
@@ -50,7 +51,7 @@ BLOCK_BATCHES = 32
 log = get_logger("dataset")
 
 
-class DataError(ValueError):
+class DataError(SparkrecError):
     """A prepared dataset the training job cannot use; the message is one line."""
 
 
@@ -72,32 +73,10 @@ def open_prepared(root: str | Path) -> Prepared:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"no prepared dataset at {root}")
-    manifest = read_manifest(root / "manifest.json")
-    vocab_sizes = manifest_vocab_sizes(manifest, root / "manifest.json")
+    manifest = prepare_output.read_manifest(None, str(root), DataError)
+    vocab_sizes = prepare_output.vocab_sizes(manifest, str(root), C.VOCABULARY_NAMES, DataError)
     rows = {split: check_split(root / split, vocab_sizes) for split in SPLITS}
     return Prepared(root, manifest, vocab_sizes, rows)
-
-
-def read_manifest(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"{path} is missing: not a complete prepare output")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(manifest, dict):
-        raise DataError(f"{path} is not a JSON object")
-    return manifest
-
-
-def manifest_vocab_sizes(manifest: dict, path: Path) -> dict[str, int]:
-    sizes = manifest.get("vocab_sizes")
-    if not isinstance(sizes, dict):
-        raise DataError(f"{path} has no vocab_sizes")
-    bad = [name for name in VOCABULARY_NAMES if not isinstance(sizes.get(name), int) or sizes[name] < 1]
-    if bad:
-        raise DataError(f"{path}: vocab_sizes lacks a positive size for {', '.join(bad)}")
-    return {name: sizes[name] for name in VOCABULARY_NAMES}
 
 
 def parquet_files(split_dir: Path) -> list[Path]:

@@ -19,7 +19,7 @@ from sparkrec.train.callbacks import AveragedWeights, EpochSeeds, EpochState, Ro
 from sparkrec.core.runinfo import get_logger
 
 if TYPE_CHECKING:
-    from sparkrec.train.stages import TrainConfig
+    from sparkrec.train.config import TrainConfig
 
 log = get_logger("train")
 

@@ -31,10 +31,10 @@ from sparkrec.train.history import Histories, example_count, fold_examples
 from sparkrec.models.pairwise import INPUT_COLUMNS, adam
 from sparkrec.train.negatives import read_catalogue
 from sparkrec.models.towers import TwoTower
-from sparkrec.score.stages import top_k
+from sparkrec.core.topk import top_k
 
 if TYPE_CHECKING:
-    from sparkrec.train.stages import TrainConfig
+    from sparkrec.train.config import TrainConfig
 
 VALIDATION_K = 10
 RATING_COLUMNS = (C.USER_IDX, C.MOVIE_IDX, C.LIKE, C.RATING)

@@ -1,0 +1,41 @@
+"""Settings of the scoring job, and its one-line error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sparkrec.core.config import ConfigError
+from sparkrec.core.errors import SparkrecError
+
+MODEL_FILE = "model.keras"
+
+
+class ScoreError(SparkrecError):
+    """Inputs the scoring job cannot use: a missing table, a model that does not fit the data."""
+
+
+@dataclass
+class ScoreConfig:
+    """Settings of the scoring job (conf/score.yaml documents each)."""
+
+    users: Literal["sample", "all"] = "sample"
+    top_k: int = 10
+    path: Literal["auto", "fast", "generic"] = "auto"
+    unknown_users: Literal["score", "skip"] = "score"
+    limit_users: int = 0
+    output_name: str = "auto"
+    arrow_batch_users: int = 2048
+    block_users: int = 4
+    tower_block_users: int = 256
+    generic_batch_pairs: int = 65536
+    partitions: int = 0
+    export: Literal["none", "csv", "json"] = "none"
+
+    def validate(self) -> None:
+        positive = ("top_k", "arrow_batch_users", "block_users", "tower_block_users", "generic_batch_pairs")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.limit_users < 0 or self.partitions < 0:
+            raise ConfigError("limit_users and partitions must be >= 0 (0: no limit, automatic)")

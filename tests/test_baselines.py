@@ -17,7 +17,9 @@ from sparkrec.evaluate import baselines
 from sparkrec.prepare import sampling
 from sparkrec.score.scorers import top_k_lists
 from sparkrec.core import columns as C
-from sparkrec.evaluate.baselines import FitFailed
+from sparkrec.evaluate.tuning import FitFailed
+from sparkrec.evaluate.popular import fit_popular
+from sparkrec.evaluate.tuning import RankingCarveOut, carve_validation, grid_of, search
 
 KEYS = "userId int, movieId int, timestamp long"
 GRID = [(u, m, 1000 * u + m) for u in (1, 2, 3) for m in (10, 20, 30, 40)]
@@ -32,18 +34,18 @@ def many_ratings(spark):
 
 def test_carve_validation_is_disjoint_complete_and_seeded(spark):
     train = frame(spark, KEYS, GRID)
-    fit, validation = baselines.carve_validation(train, 0.45, 42)
+    fit, validation = carve_validation(train, 0.45, 42)
     # Pinned: the same rows whatever the machine or Spark version, or tuned settings would not reproduce.
     carved = [(1, 10, 1010), (1, 30, 1030), (2, 10, 2010), (2, 20, 2020), (3, 20, 3020)]
     assertDataFrameEqual(validation, frame(spark, KEYS, carved))
     assertDataFrameEqual(fit, frame(spark, KEYS, [row for row in GRID if row not in carved]))
-    _, other_seed = baselines.carve_validation(train, 0.45, 43)
+    _, other_seed = carve_validation(train, 0.45, 43)
     assert sorted(map(tuple, other_seed.collect())) != carved
 
 
 @pytest.mark.parametrize("fraction, carved", [(0.0, 0), (1.0, 12)])
 def test_carve_validation_fraction_bounds(spark, fraction, carved):
-    fit, validation = baselines.carve_validation(frame(spark, KEYS, GRID), fraction, 42)
+    fit, validation = carve_validation(frame(spark, KEYS, GRID), fraction, 42)
     assert (fit.count(), validation.count()) == (12 - carved, carved)
 
 
@@ -52,7 +54,7 @@ def test_carve_validation_takes_about_its_fraction_of_train_left_by_the_prepare_
     keeps it from being empty (train is exactly the rows whose (user, movie) hash is >= fraction)."""
     train = sampling.train_rows(sampling.split_random(many_ratings(spark), 0.2, 42))
     size = train.count()
-    fit, validation = baselines.carve_validation(train, 0.2, 42)
+    fit, validation = carve_validation(train, 0.2, 42)
     carved = validation.count()
     assert fit.count() + carved == size
     assert 0.2 * size - 3 * math.sqrt(size * 0.16) <= carved <= 0.2 * size + 3 * math.sqrt(size * 0.16)
@@ -62,12 +64,12 @@ def test_carve_validation_takes_about_its_fraction_of_train_left_by_the_prepare_
 
 
 def test_grid_of_varies_the_last_axis_fastest():
-    assert baselines.grid_of(rank=[10, 30], reg_param=[0.1, 1.0]) == [
+    assert grid_of(rank=[10, 30], reg_param=[0.1, 1.0]) == [
         {"rank": 10, "reg_param": 0.1}, {"rank": 10, "reg_param": 1.0},
         {"rank": 30, "reg_param": 0.1}, {"rank": 30, "reg_param": 1.0},
     ]
-    assert baselines.grid_of(reg_param=[0.1]) == [{"reg_param": 0.1}]
-    assert baselines.grid_of() == [{}]
+    assert grid_of(reg_param=[0.1]) == [{"reg_param": 0.1}]
+    assert grid_of() == [{}]
 
 
 class Recorder:
@@ -87,13 +89,13 @@ class Recorder:
 
 
 def run(recorder: Recorder, axes: dict, maximize: bool = True, widen: int = 0, limits: dict | None = None):
-    return baselines.search("test", axes, recorder.fit, recorder.measure, "ndcg@10", maximize, widen, limits)
+    return search("test", axes, recorder.fit, recorder.measure, "ndcg@10", maximize, widen, limits)
 
 
 def test_search_fits_the_whole_grid_and_keeps_the_best():
     recorder = Recorder(lambda s: -abs(s["rank"] - 25) - s["reg"])
     tuned = run(recorder, {"rank": [10, 30], "reg": [0.1, 1.0]})
-    assert recorder.tried == baselines.grid_of(rank=[10, 30], reg=[0.1, 1.0])
+    assert recorder.tried == grid_of(rank=[10, 30], reg=[0.1, 1.0])
     assert tuned.setting == {"rank": 30, "reg": 0.1}
     assert tuned.model == {"rank": 30, "reg": 0.1}
     assert tuned.details() == {
@@ -205,7 +207,7 @@ TRAIN = [(1, 10, 1), (2, 10, 1), (3, 10, 1), (4, 10, 0), (1, 20, 1), (2, 20, 1),
 
 @pytest.fixture(scope="module")
 def popular(spark):
-    return baselines.fit_popular(frame(spark, "userId int, movieId int, like int", TRAIN), CATALOGUE, prior=2.0)
+    return fit_popular(frame(spark, "userId int, movieId int, like int", TRAIN), CATALOGUE, prior=2.0)
 
 
 def test_popular_like_rate_is_shrunk_towards_the_global_rate(spark, popular):
@@ -243,7 +245,7 @@ def test_popular_classifies_by_its_like_rate_and_an_unrated_movie_by_the_global_
 
 def test_ranking_carve_out_measures_mean_ndcg_over_users_with_a_relevant_movie(spark, popular):
     users = pd.DataFrame({C.USER_ID: [1, 2, 3], C.USER_IDX: [1, 2, 3], C.WATCHED: [[10], [], [20, 30]]})
-    carve_out = baselines.RankingCarveOut(
+    carve_out = RankingCarveOut(
         fit=frame(spark, "userId int, movieId int, like int", TRAIN), validation=pd.DataFrame(), users=users,
         relevant={1: {30}, 2: {20, 50}, 3: set()}, k=2, block=2)
     # Top 2: user 1 [20, 30] hits at rank 2 of one relevant; user 2 [10, 20] at rank 2 of two; user 3 has none.

@@ -21,6 +21,12 @@ from sparkrec.core.config import load_config
 from sparkrec.score.config import ScoreError
 from sparkrec.score.planning import read_tables
 from sparkrec.evaluate.config import EvaluateConfig, EvaluateError
+from sparkrec.evaluate.data import EvalData, load_data, relevant_sets
+from sparkrec.evaluate.report import report as render_report
+from sparkrec.evaluate.logistic import fit_logistic
+from sparkrec.evaluate.popular import fit_popular
+from sparkrec.evaluate.tuning import FitFailed, RankingCarveOut, Skipped, carve_validation, search
+from sparkrec.evaluate.measures import LISTED_POPULARITY
 
 from conftest import ROOT, TINY_TRAIN, emptied_copy, load_job, tree_digest
 
@@ -131,9 +137,9 @@ def evaluated(evaluate_job, prepared_small, small_model, tmp_path_factory) -> Pa
 
 
 @pytest.fixture(scope="module")
-def data(spark, prepared_small) -> evaluation.EvalData:
+def data(spark, prepared_small) -> EvalData:
     """The split as evaluated for a seeded sample of 120 users."""
-    return evaluation.load_data(spark, read_tables(spark, str(prepared_small)), quick_config(eval_users="120"))
+    return load_data(spark, read_tables(spark, str(prepared_small)), quick_config(eval_users="120"))
 
 
 def read_split(prepared: Path, split: str) -> pd.DataFrame:
@@ -182,9 +188,9 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
     without_ease = {**document, "models": {n: r for n, r in document["models"].items() if n != "ease"},
                     "model_minus_baseline": {n: v for n, v in margins.items() if n != "ease"},
                     "skipped": {"ease": "train rates 9,999 movies, above ease_max_items=10"}}
-    assert "- ease: **skipped**, train rates 9,999 movies, above ease_max_items=10\n" in evaluation.report(without_ease)
+    assert "- ease: **skipped**, train rates 9,999 movies, above ease_max_items=10\n" in render_report(without_ease)
     asked = {**document, "config": {**document["config"], "held_out_users": 5}}
-    assert "None: prepare sampled every user with a rating" in evaluation.report(asked), "prepare sampled all 610"
+    assert "None: prepare sampled every user with a rating" in render_report(asked), "prepare sampled all 610"
     assert "users outside the training sample" not in report
 
 
@@ -204,7 +210,7 @@ def test_metrics_are_in_range_and_models_beat_the_majority_class(evaluated, prep
         classified, ranked = result["classification"], result["ranking"]
         assert classified["rows"] == len(test)
         assert 0.5 < classified["auc"] < 1 and 0 < classified["log_loss"] < 1, name
-        popularity = ranked.pop(f"{evaluation.LISTED_POPULARITY}@10")
+        popularity = ranked.pop(f"{LISTED_POPULARITY}@10")
         assert all(0 <= value <= 1 for value in ranked.values()), name
         assert ranked["coverage@10"] > 0 and popularity > 0, name
     assert document["models"]["popular"]["ranking"]["ndcg@10"] > 0.02
@@ -219,14 +225,14 @@ def test_a_user_sample_keeps_exactly_its_users_test_rows(data, prepared_small):
 
 
 def test_carve_out_is_a_disjoint_nonempty_share_of_train(data):
-    fit_part, validation = baselines.carve_validation(data.train, 0.1, 42)
+    fit_part, validation = carve_validation(data.train, 0.1, 42)
     n_fit, n_validation, n_train = fit_part.count(), validation.count(), data.train.count()
     assert n_fit + n_validation == n_train
     assert 0.08 < n_validation / n_train < 0.12
 
 
 def test_popular_lists_are_the_most_liked_unwatched_movies(data, prepared_small):
-    popular = baselines.fit_popular(data.train, data.catalogue, prior=2.0)
+    popular = fit_popular(data.train, data.catalogue, prior=2.0)
     users = data.users.head(6)
     lists = top_k_lists(popular, users, 10, block=4)
     train = read_split(prepared_small, "train")
@@ -239,7 +245,7 @@ def test_popular_lists_are_the_most_liked_unwatched_movies(data, prepared_small)
 
 
 def test_logistic_scores_are_its_spark_probabilities(spark, data):
-    logistic = baselines.fit_logistic(spark, data.train, data.catalogue, data.vocab_sizes, [1e-3], 10, 0.1, 42, 0)
+    logistic = fit_logistic(spark, data.train, data.catalogue, data.vocab_sizes, [1e-3], 10, 0.1, 42, 0)
     classified = logistic.classify(data.test).merge(
         data.test.select(C.USER_ID, C.MOVIE_ID, C.USER_IDX).toPandas(), on=[C.USER_ID, C.MOVIE_ID]
     )
@@ -274,10 +280,10 @@ def taste_groups(spark):
     fit_part = frame[~held]
     watched = lambda part: part.groupby(C.USER_ID)[C.MOVIE_ID].apply(list).rename(C.WATCHED).reset_index()
     users = watched(fit_part).assign(**{C.USER_IDX: lambda f: f[C.USER_ID]})
-    carve_out = baselines.RankingCarveOut(
+    carve_out = RankingCarveOut(
         fit=train.filter(f"{C.TIMESTAMP} < {RATED - 1}").cache(),
         validation=frame[held][[C.USER_ID, C.MOVIE_ID, C.USER_IDX, C.LIKE]].reset_index(drop=True),
-        users=users, relevant=evaluation.relevant_sets(frame[held]), k=3, block=8,
+        users=users, relevant=relevant_sets(frame[held]), k=3, block=8,
     )
     catalogue = pd.DataFrame({C.MOVIE_ID: np.arange(1, 2 * GROUP_MOVIES + 1), C.MOVIE_IDX: np.arange(1, 21)})
     everyone = watched(frame).assign(**{C.USER_IDX: lambda f: f[C.USER_ID]})
@@ -312,7 +318,7 @@ def test_a_setting_mllib_cannot_solve_is_recorded_and_the_search_goes_on(spark, 
     train, catalogue, sizes, carve_out, _ = taste_groups
     disliker = spark.createDataFrame([(41, movie, 41, movie, 1.0, 0, 0) for movie in (1, 2, 3)], train.schema)
     train = train.unionByName(disliker)
-    carve_out = baselines.RankingCarveOut(carve_out.fit.unionByName(disliker), carve_out.validation, carve_out.users,
+    carve_out = RankingCarveOut(carve_out.fit.unionByName(disliker), carve_out.validation, carve_out.users,
                                           carve_out.relevant, carve_out.k, carve_out.block)
     sizes = {**sizes, "user": sizes["user"] + 1}
     axes = {"rank": [4, 30], "reg_param": [0.1], "alpha": [0.0]}
@@ -321,7 +327,7 @@ def test_a_setting_mllib_cannot_solve_is_recorded_and_the_search_goes_on(spark, 
     failed = model.details()["grid"][1]
     assert model.details()["chosen"]["rank"] == 4
     assert (failed["rank"], failed["validation"]) == (30, None) and "singular" in failed["failed"]
-    with pytest.raises(baselines.FitFailed, match="no setting of its grid could be fitted"):
+    with pytest.raises(FitFailed, match="no setting of its grid could be fitted"):
         als.fit_als_implicit(train, catalogue, sizes, carve_out, {**axes, "rank": [30]}, (3, 3), 1, 2, "like",
                              widen=0, max_rank=30)
 
@@ -337,7 +343,7 @@ def test_ease_recommends_from_the_users_own_group_and_scores_the_other_group_zer
 
 def test_ease_above_its_item_limit_is_skipped_with_the_reason(taste_groups):
     train, catalogue, sizes, carve_out, _ = taste_groups
-    with pytest.raises(baselines.Skipped) as skipped:
+    with pytest.raises(Skipped) as skipped:
         ease.fit_ease(train, catalogue, sizes, carve_out, [1.0], max_items=19, widen=0)
     assert str(skipped.value) == ("train rates 20 movies, above ease_max_items=19 "
                                   "(the Gram matrix alone would take 0.0 GiB)")
@@ -390,34 +396,34 @@ def test_search_widens_an_axis_while_its_best_value_is_at_an_end():
     """The measure peaks at a = 0.25 and b = 3: the grid a in {1, 2, 4} is stepped down twice (0.5, 0.25)
     and once more (0.125) to see the peak passed; b is inside its grid from the start."""
     measure = lambda setting: -abs(np.log2(setting["a"]) + 2) - abs(setting["b"] - 3)
-    tuned = baselines.search("test", {"a": [1.0, 2.0, 4.0], "b": [2, 3, 4]}, lambda s: s, measure, "m", True, widen=5)
+    tuned = search("test", {"a": [1.0, 2.0, 4.0], "b": [2, 3, 4]}, lambda s: s, measure, "m", True, widen=5)
     assert tuned.setting == {"a": 0.25, "b": 3}
     assert tuned.widened == {"a": [0.5, 0.25, 0.125]} and tuned.at_edge == []
     assert len(tuned.grid) == 9 + 3
-    short = baselines.search("test", {"a": [1.0, 2.0, 4.0], "b": [3]}, lambda s: s, measure, "m", True, widen=1)
+    short = search("test", {"a": [1.0, 2.0, 4.0], "b": [3]}, lambda s: s, measure, "m", True, widen=1)
     assert (short.setting, short.at_edge) == ({"a": 0.5, "b": 3}, ["a"])
-    ranks = baselines.search("test", {"rank": [32, 64]}, lambda s: s, lambda s: -s["rank"], "m", True, widen=2)
+    ranks = search("test", {"rank": [32, 64]}, lambda s: s, lambda s: -s["rank"], "m", True, widen=2)
     assert ranks.widened == {"rank": [16, 8]}
-    capped = baselines.search("test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3,
+    capped = search("test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3,
                               limits={"rank": 128})
     assert (capped.widened, capped.at_edge) == ({"rank": [128]}, ["rank"])
-    short_of_it = baselines.search("test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3,
+    short_of_it = search("test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3,
                                    limits={"rank": 100})
     assert (short_of_it.widened, short_of_it.at_edge) == ({"rank": [100]}, ["rank"]), "the cap itself is tried"
-    floor = baselines.search("test", {"alpha": [0.0, 1.0, 10.0]}, lambda s: s, lambda s: -s["alpha"], "m", True, 3)
+    floor = search("test", {"alpha": [0.0, 1.0, 10.0]}, lambda s: s, lambda s: -s["alpha"], "m", True, 3)
     assert (floor.setting, floor.widened, floor.at_edge) == ({"alpha": 0.0}, {}, []), "nothing lies below 0"
 
 
 def test_search_keeps_a_failed_fit_in_the_grid_and_fails_only_when_nothing_fits():
     def fit(setting):
         if setting["a"] == 2:
-            raise baselines.FitFailed("no solution at 2")
+            raise FitFailed("no solution at 2")
         return setting
-    tuned = baselines.search("test", {"a": [1, 2, 3]}, fit, lambda s: s["a"], "m", True, widen=0)
+    tuned = search("test", {"a": [1, 2, 3]}, fit, lambda s: s["a"], "m", True, widen=0)
     assert tuned.setting == {"a": 3}
     assert tuned.grid[1] == {"a": 2, "validation": None, "failed": "no solution at 2"}
-    with pytest.raises(baselines.FitFailed, match=r"no setting of its grid could be fitted \(no solution at 2\)"):
-        baselines.search("test", {"a": [2]}, fit, lambda s: s["a"], "m", True, widen=2)
+    with pytest.raises(FitFailed, match=r"no setting of its grid could be fitted \(no solution at 2\)"):
+        search("test", {"a": [2]}, fit, lambda s: s["a"], "m", True, widen=2)
 
 
 def test_missing_model_fails_with_one_line(evaluate_job, prepared_small, tmp_path):

@@ -20,10 +20,8 @@ from pyspark.sql import functions as F
 
 from sparkrec.core import columns as C
 from sparkrec.core import storage
-from sparkrec.evaluate.baselines import (
-    PREDICTED, PROBABILITY, Baseline, Calibrated, Calibration, FitFailed, RankingCarveOut, Tuned, calibrate,
-    carve_validation, search,
-)
+from sparkrec.evaluate.baselines import PREDICTED, PROBABILITY, Baseline, Calibrated, Calibration, calibrate
+from sparkrec.evaluate.tuning import FitFailed, RankingCarveOut, Tuned, carve_validation, search
 
 _PREDICTION = "prediction"  # ALSModel's output column
 PREFERENCE = "preference"  # the implicit model's input signal

@@ -22,7 +22,8 @@ from pyspark.sql import DataFrame
 
 from sparkrec.core import columns as C
 from sparkrec.score.scorers import Block
-from sparkrec.evaluate.baselines import Calibrated, Calibration, RankingCarveOut, Skipped, Tuned, calibrate, search
+from sparkrec.evaluate.baselines import Calibrated, Calibration, calibrate
+from sparkrec.evaluate.tuning import RankingCarveOut, Skipped, Tuned, search
 from sparkrec.core.runinfo import get_logger
 
 log = get_logger("ease")

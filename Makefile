@@ -12,7 +12,7 @@ export PYSPARK_PYTHON := $(abspath $(BIN))/python
 DEMO ?= data/demo
 DEMO_USERS ?= 2000
 
-.PHONY: demo test test-fast java venv clean
+.PHONY: demo test test-fast lint java venv clean
 
 # Spark needs Java 17; install the headless JRE where no java is on the PATH.
 java:
@@ -44,6 +44,11 @@ test: java venv
 
 test-fast: java venv
 	$(BIN)/pytest -m "not slow and not cluster"
+
+# ruff's lint rules and formatting, as configured in pyproject.toml.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

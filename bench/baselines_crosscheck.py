@@ -41,8 +41,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reg-params", default="0.01,0.1,1")
     parser.add_argument("--alphas", default="0,1,10")
     parser.add_argument("--max-iter", type=int, default=20)
-    parser.add_argument("--signal", default="like", choices=("like", "binary", "rating"),
-                        help="the implicit rating: +1/-1 by like, 1, or the stars")
+    parser.add_argument(
+        "--signal",
+        default="like",
+        choices=("like", "binary", "rating"),
+        help="the implicit rating: +1/-1 by like, 1, or the stars",
+    )
     return parser.parse_args()
 
 
@@ -67,14 +71,14 @@ class Protocol:
         total = 0.0
         users = liked.index.to_numpy()
         for start in range(0, len(users), 512):
-            block = users[start:start + 512]
+            block = users[start : start + 512]
             rows = self.user_row[block].to_numpy()
             scores = np.array(scores_of(rows), dtype=np.float64)
             scores[known_matrix[rows].nonzero()] = -np.inf
             for user, row in zip(block, scores):
                 top = np.lexsort((np.arange(len(row)), -row))[:K]
                 hits = np.fromiter((column in liked[user] for column in top), bool, K)
-                total += discounts[hits].sum() / discounts[:min(K, len(liked[user]))].sum()
+                total += discounts[hits].sum() / discounts[: min(K, len(liked[user]))].sum()
         return total / len(users)
 
 
@@ -97,8 +101,10 @@ def best_of(name: str, grid: list, score) -> tuple:
                 raise
             print(f"  {name} {setting}: not fitted, singular normal equations", flush=True)
             continue
-        print(f"  {name} {setting}: holdout NDCG@{K} {results[setting]:.4f} ({time.perf_counter() - started:.0f}s)",
-              flush=True)
+        print(
+            f"  {name} {setting}: holdout NDCG@{K} {results[setting]:.4f} ({time.perf_counter() - started:.0f}s)",
+            flush=True,
+        )
     return max(results, key=results.get)
 
 
@@ -112,11 +118,24 @@ def als_factors(spark, protocol: Protocol, pairs: pd.DataFrame, setting: tuple, 
     from pyspark.ml.recommendation import ALS
 
     rank, reg, alpha = setting
-    frame = pd.DataFrame({"u": protocol.user_row[pairs["userId"]].to_numpy().astype("int32"),
-                          "i": protocol.movie_col[pairs["movieId"]].to_numpy().astype("int32"),
-                          "r": implicit_rating(pairs, signal).astype("float32")})
-    model = ALS(rank=rank, regParam=reg, alpha=alpha, implicitPrefs=True, maxIter=iters, seed=42, userCol="u",
-                itemCol="i", ratingCol="r").fit(spark.createDataFrame(frame))
+    frame = pd.DataFrame(
+        {
+            "u": protocol.user_row[pairs["userId"]].to_numpy().astype("int32"),
+            "i": protocol.movie_col[pairs["movieId"]].to_numpy().astype("int32"),
+            "r": implicit_rating(pairs, signal).astype("float32"),
+        }
+    )
+    model = ALS(
+        rank=rank,
+        regParam=reg,
+        alpha=alpha,
+        implicitPrefs=True,
+        maxIter=iters,
+        seed=42,
+        userCol="u",
+        itemCol="i",
+        ratingCol="r",
+    ).fit(spark.createDataFrame(frame))
     users, items = np.zeros((len(protocol.users), rank)), np.zeros((len(protocol.movies), rank))
     for table, factors in ((users, model.userFactors), (items, model.itemFactors)):
         collected = factors.toPandas()
@@ -137,20 +156,32 @@ def main() -> None:
 
     lambdas = [float(value) for value in args.ease_lambdas.split(",")]
     fit_history = protocol.matrix(fit)
-    lam = best_of("ease", lambdas, lambda lam: protocol.ndcg(
-        lambda rows, w=ease_weights(fit_history, lam): fit_history[rows] @ w, fit, holdout))
+
+    def ease_fit_ndcg(lam: float) -> float:
+        weights = ease_weights(fit_history, lam)
+        return protocol.ndcg(lambda rows: fit_history[rows] @ weights, fit, holdout)
+
+    lam = best_of("ease", lambdas, ease_fit_ndcg)
     history, weights = protocol.matrix(train), ease_weights(protocol.matrix(train), lam)
     figures["ease"] = (f"lambda={lam:g}", protocol.ndcg(lambda rows: history[rows] @ weights, train, test))
 
     from pyspark.sql import SparkSession
 
-    spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "6g")
-             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.driver.memory", "6g")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     spark.sparkContext.setCheckpointDir(f"/tmp/crosscheck-checkpoints-{time.time_ns()}")
-    grid = list(itertools.product([int(v) for v in args.ranks.split(",")],
-                                  [float(v) for v in args.reg_params.split(",")],
-                                  [float(v) for v in args.alphas.split(",")]))
+    grid = list(
+        itertools.product(
+            [int(v) for v in args.ranks.split(",")],
+            [float(v) for v in args.reg_params.split(",")],
+            [float(v) for v in args.alphas.split(",")],
+        )
+    )
 
     def holdout_ndcg(setting):
         users, items = als_factors(spark, protocol, fit, setting, args.max_iter, args.signal)
@@ -158,8 +189,10 @@ def main() -> None:
 
     best = best_of("als_implicit", grid, holdout_ndcg)
     users, items = als_factors(spark, protocol, train, best, args.max_iter, args.signal)
-    figures["als_implicit"] = (f"{args.signal}, rank={best[0]}, regParam={best[1]:g}, alpha={best[2]:g}",
-                               protocol.ndcg(lambda rows: users[rows] @ items.T, train, test))
+    figures["als_implicit"] = (
+        f"{args.signal}, rank={best[0]}, regParam={best[1]:g}, alpha={best[2]:g}",
+        protocol.ndcg(lambda rows: users[rows] @ items.T, train, test),
+    )
 
     print(f"\n| model | this script's setting | NDCG@{K} here | evaluate job | job / here |")
     print("| --- | --- | ---: | ---: | ---: |")

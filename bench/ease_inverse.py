@@ -39,8 +39,9 @@ def main() -> None:
     pairs = pq.read_table(args.data / "train", columns=[C.USER_IDX, C.MOVIE_IDX]).to_pandas()
     matrix = ease.Matrix(pairs, int(pairs[C.USER_IDX].max()) + 1)
     gram = matrix.gram()
-    print(f"{len(matrix.items):,} movies rated in train, Gram matrix {gram.nbytes / 2**30:.2f} GiB (float32)",
-          flush=True)
+    print(
+        f"{len(matrix.items):,} movies rated in train, Gram matrix {gram.nbytes / 2**30:.2f} GiB (float32)", flush=True
+    )
 
     _, cholesky = timed(lambda: ease.weights(gram, args.lam))
     print(f"ease.weights (Cholesky inverse and B), one lambda: {cholesky:.1f} s", flush=True)
@@ -50,8 +51,10 @@ def main() -> None:
     print(f"V diag(1 / (s + lambda)) V^T, each lambda: {per_lambda:.1f} s", flush=True)
     if per_lambda < cholesky:
         grid = math.ceil(eigh / (cholesky - per_lambda))
-        print(f"the eigendecomposition is cheaper from a grid of {grid} lambdas on "
-              f"(eigh / Cholesky: {eigh / cholesky:.1f}x)")
+        print(
+            f"the eigendecomposition is cheaper from a grid of {grid} lambdas on "
+            f"(eigh / Cholesky: {eigh / cholesky:.1f}x)"
+        )
     else:
         print("the eigendecomposition is never cheaper: a lambda's product costs as much as its Cholesky inverse")
 

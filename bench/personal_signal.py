@@ -104,8 +104,9 @@ def main() -> None:
     chosen = max((key for key in results if key[0] > 0), key=lambda key: results[key][0])
     factors = results[chosen]
     print(f"bias model: test accuracy {bias[1]:.4f}")
-    print(f"factorization (rank {chosen[0]}, lambda {chosen[1]:g}, chosen on validation): "
-          f"test accuracy {factors[1]:.4f}")
+    print(
+        f"factorization (rank {chosen[0]}, lambda {chosen[1]:g}, chosen on validation): test accuracy {factors[1]:.4f}"
+    )
     print(f"personal signal found: {factors[1] - bias[1]:+.4f} accuracy")
 
 

@@ -49,7 +49,7 @@ class PeakRss:
                 pass
             self._stop.wait(interval)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
@@ -61,8 +61,9 @@ class PeakRss:
 def ensure_raw(raw: Path) -> None:
     if (raw / "ratings.csv").is_file():
         return
-    subprocess.run([sys.executable, str(ROOT / "jobs" / "generate.py"), "--users", "138493", "--output", str(raw)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "generate.py"), "--users", "138493", "--output", str(raw)], check=True
+    )
 
 
 def warm_page_cache(raw: Path) -> None:
@@ -75,11 +76,21 @@ def warm_page_cache(raw: Path) -> None:
 
 def run_spark(raw: Path, output: Path, extra: list[str]) -> tuple[float, int, dict]:
     command = [
-        str(Path(sys.executable).parent / "spark-submit"), "--properties-file", str(ROOT / "conf/spark/local.conf"),
-        str(ROOT / "jobs" / "prepare.py"), "--input", str(raw), "--output", str(output), *extra,
+        str(Path(sys.executable).parent / "spark-submit"),
+        "--properties-file",
+        str(ROOT / "conf/spark/local.conf"),
+        str(ROOT / "jobs" / "prepare.py"),
+        "--input",
+        str(raw),
+        "--output",
+        str(output),
+        *extra,
     ]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "PYSPARK_PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYSPARK_PYTHON": sys.executable,
+    }
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     with PeakRss(process.pid) as rss:
@@ -162,8 +173,10 @@ def main() -> None:
         cache = ["--set", f"raw_cache={args.work / 'raw-cache'}"]
         first, _, _ = run_spark(args.raw, args.work / "spark-cache-1", cache)
         second, rss2, _ = run_spark(args.raw, args.work / "spark-cache-2", cache)
-        print(f"spark with raw cache: filling {first:6.1f} s, reusing {second:6.1f} s "
-              f"(ratio {second / duck_s:.2f}x), peak RSS {rss2 / 2**30:5.2f} GiB")
+        print(
+            f"spark with raw cache: filling {first:6.1f} s, reusing {second:6.1f} s "
+            f"(ratio {second / duck_s:.2f}x), peak RSS {rss2 / 2**30:5.2f} GiB"
+        )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_SUBMIT = [
     str(Path(sys.executable).parent / "spark-submit"),
-    "--properties-file", str(ROOT / "conf" / "spark" / "local.conf"),
+    "--properties-file",
+    str(ROOT / "conf" / "spark" / "local.conf"),
     # Spark runs one Python worker per core: numpy's BLAS must not start threads of its own.
-    "--conf", "spark.executorEnv.OPENBLAS_NUM_THREADS=1",
+    "--conf",
+    "spark.executorEnv.OPENBLAS_NUM_THREADS=1",
 ]
 
 
@@ -60,7 +62,8 @@ def random_model(kind: str, data: Path, target: Path) -> Path:
     """A `paper` or `twotower` model with seeded random weights, saved with the data's vocabularies."""
     import keras
 
-    from sparkrec.models import pairwise as model, twotower
+    from sparkrec.models import pairwise as model
+    from sparkrec.models import twotower
 
     vocab_sizes = json.loads((data / "manifest.json").read_text())["vocab_sizes"]
     keras.utils.set_random_seed(0)
@@ -73,8 +76,16 @@ def random_model(kind: str, data: Path, target: Path) -> Path:
 
 def score(data: Path, model: Path, output: Path, settings: list[str]) -> tuple[dict, float]:
     """Run jobs/score.py; return its manifest and the wall seconds of spark-submit."""
-    command = [*SPARK_SUBMIT, str(ROOT / "jobs" / "score.py"), "--data", str(data), "--model", str(model),
-               "--output", str(output)]
+    command = [
+        *SPARK_SUBMIT,
+        str(ROOT / "jobs" / "score.py"),
+        "--data",
+        str(data),
+        "--model",
+        str(model),
+        "--output",
+        str(output),
+    ]
     for setting in settings:
         command += ["--set", setting]
     print("$", " ".join(command), flush=True)
@@ -106,12 +117,25 @@ def als_recommend_for_all(data: Path, output: Path, rank: int) -> tuple[int, int
 
     from sparkrec.core import columns as C
 
-    spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "12g")
-             .config("spark.sql.shuffle.partitions", "8").config("spark.ui.enabled", "false").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.driver.memory", "12g")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     ratings = spark.read.parquet(str(data / "interactions")).select(C.USER_ID, C.MOVIE_ID, C.LIKE).cache()
-    als = ALS(rank=rank, maxIter=1, implicitPrefs=True, userCol=C.USER_ID, itemCol=C.MOVIE_ID, ratingCol=C.LIKE,
-              seed=0, coldStartStrategy="drop")
+    als = ALS(
+        rank=rank,
+        maxIter=1,
+        implicitPrefs=True,
+        userCol=C.USER_ID,
+        itemCol=C.MOVIE_ID,
+        ratingCol=C.LIKE,
+        seed=0,
+        coldStartStrategy="drop",
+    )
     fitted = als.fit(ratings)
     users, movies = fitted.userFactors.count(), fitted.itemFactors.count()
     started = time.perf_counter()
@@ -142,10 +166,15 @@ def main() -> None:
     fast_rate, fast_cpu = describe("fast", fast, fast_wall)
     generic_rate, generic_cpu = describe("keras", generic, generic_wall)
     als_rate = als_users * als_movies / als_seconds
-    print(f"als    recommendForAllUsers(10), rank {args.als_rank}: {als_users:,} users x {als_movies:,} movies in "
-          f"{als_seconds:.1f} s = {als_rate / 1e6:.2f} M pairs/s (watched movies not excluded)")
+    print(
+        f"als    recommendForAllUsers(10), rank {args.als_rank}: {als_users:,} users x {als_movies:,} movies in "
+        f"{als_seconds:.1f} s = {als_rate / 1e6:.2f} M pairs/s (watched movies not excluded)"
+    )
     print(f"two-tower score stage / ALS recommendForAllUsers: {als_seconds / ours['timings_s']['score']:.1f}x faster")
-    print(f"paper fast / generic: {fast_rate / generic_rate:.0f}x per second, {fast_cpu / generic_cpu:.0f}x per CPU second")
+    print(
+        f"paper fast / generic: {fast_rate / generic_rate:.0f}x per second, "
+        f"{fast_cpu / generic_cpu:.0f}x per CPU second"
+    )
 
 
 if __name__ == "__main__":

@@ -56,10 +56,13 @@ def run(venv: Path, command: list[str]) -> float:
 
 
 def versions(venv: Path) -> str:
-    script = ("import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
-              "('pyspark', 'pyarrow', 'numpy', 'pandas', 'tensorflow-cpu')))")
-    return subprocess.run([str(venv / "bin" / "python"), "-c", script], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    script = (
+        "import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
+        "('pyspark', 'pyarrow', 'numpy', 'pandas', 'tensorflow-cpu')))"
+    )
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-c", script], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def measure(venv: Path, args: argparse.Namespace, scratch: Path, model: Path | None) -> tuple[dict, Path]:
@@ -68,8 +71,10 @@ def measure(venv: Path, args: argparse.Namespace, scratch: Path, model: Path | N
     figures = {}
     feed_json = out / "feed.json"
     out.mkdir()
-    run(venv, ["python", "bench/train_throughput.py", "--data", args.feed_data, "--repeats", "2",
-               "--json", str(feed_json)])
+    run(
+        venv,
+        ["python", "bench/train_throughput.py", "--data", args.feed_data, "--repeats", "2", "--json", str(feed_json)],
+    )
     feed = json.loads(feed_json.read_text())
     for batch, rates in feed["batches"].items():
         figures[f"feed rows/s, batch {batch}"] = rates["petastorm"]
@@ -83,9 +88,23 @@ def measure(venv: Path, args: argparse.Namespace, scratch: Path, model: Path | N
     figures.update({f"prepare {stage} s": seconds for stage, seconds in manifest["timings_s"].items()})
     model = model or random_model("twotower", prepared, scratch / "model")
     scores = out / "scores"
-    wall = run(venv, ["sparkrec-submit", "--conf", "spark.executorEnv.OPENBLAS_NUM_THREADS=1", "jobs/score.py",
-                      "--data", str(prepared), "--model", str(model), "--output", str(scores),
-                      "--set", "users=all"])
+    wall = run(
+        venv,
+        [
+            "sparkrec-submit",
+            "--conf",
+            "spark.executorEnv.OPENBLAS_NUM_THREADS=1",
+            "jobs/score.py",
+            "--data",
+            str(prepared),
+            "--model",
+            str(model),
+            "--output",
+            str(scores),
+            "--set",
+            "users=all",
+        ],
+    )
     manifest = json.loads((scores / "manifest.json").read_text())
     figures["score wall s"] = wall
     figures["score stage s"] = manifest["timings_s"]["score"]

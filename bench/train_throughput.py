@@ -34,10 +34,11 @@ console.quiet(verbose=False, tensorflow=True)
 import keras  # noqa: E402
 
 from sparkrec.core import columns as C  # noqa: E402
-from sparkrec.train import stages as training  # noqa: E402
-from sparkrec.train.dataset import Feed, open_prepared  # noqa: E402
 from sparkrec.core.petastorm_compat import make_reader  # noqa: E402
-from sparkrec.train.config import TrainConfig
+from sparkrec.train import stages as training  # noqa: E402
+from sparkrec.train.config import TrainConfig  # noqa: E402
+from sparkrec.train.dataset import Feed, open_prepared  # noqa: E402
+from sparkrec.train.pairtrain import feed_arrays, make_feeds  # noqa: E402
 
 
 class StepClock(keras.callbacks.Callback):
@@ -67,7 +68,7 @@ def model_and_feed(prepared, model: str, batch_size: int, buffer_rows: int) -> t
         model=model, batch_size=batch_size, shuffle_buffer_rows=buffer_rows, validation_fraction=0, negatives=0
     ).resolved()
     built = training.build_model(config, prepared.vocab_sizes)
-    return built, training.make_feeds(prepared, built, config).train
+    return built, make_feeds(prepared, built, config).train
 
 
 def petastorm_epoch(prepared, batch_size: int, buffer_rows: int) -> float:
@@ -89,7 +90,7 @@ def memory_epoch(prepared, arrays, batch_size: int) -> float:
 def load_arrays(prepared) -> tuple[dict, dict]:
     """The whole train split as the model's numpy inputs and targets (what the ceiling trains on)."""
     _, feed = model_and_feed(prepared, "paper", 8192, 0)
-    return training.feed_arrays(dataclasses.replace(feed, shuffle_seed=None))
+    return feed_arrays(dataclasses.replace(feed, shuffle_seed=None))
 
 
 def reader_rates(prepared) -> dict[str, float]:
@@ -115,9 +116,11 @@ def stream_only(prepared, batch_size: int, buffer_rows: int) -> None:
     started = time.perf_counter()
     rows = sum(len(y[C.LIKE]) for _, y in feed.batches(epoch=0))
     seconds = time.perf_counter() - started
-    print(f"streamed {rows:,} train rows (deep model inputs, batch {batch_size}) in {seconds:.1f}s: "
-          f"{rows / seconds:,.0f} rows/s; peak RSS {before:,.0f} MB before, {peak_rss_mb():,.0f} MB after "
-          f"(shuffle buffer {buffer_rows:,} rows)")
+    print(
+        f"streamed {rows:,} train rows (deep model inputs, batch {batch_size}) in {seconds:.1f}s: "
+        f"{rows / seconds:,.0f} rows/s; peak RSS {before:,.0f} MB before, {peak_rss_mb():,.0f} MB after "
+        f"(shuffle buffer {buffer_rows:,} rows)"
+    )
 
 
 def peak_rss_mb() -> float:

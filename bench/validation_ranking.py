@@ -27,8 +27,8 @@ from sparkrec.score.config import MODEL_FILE
 from sparkrec.score.factorize import factorize
 from sparkrec.score.keras_io import catalogue_inputs, load_keras_model, scored_model
 from sparkrec.score.scorers import Block, FastScorer, recommend_batch
-from sparkrec.train.dataset import Holdout
 from sparkrec.train.config import TrainConfig
+from sparkrec.train.dataset import Holdout
 
 K = 10
 
@@ -84,8 +84,10 @@ def main() -> None:
         lists = {int(u): g[C.MOVIE_ID].to_numpy() for u, g in recommended.groupby(C.USER_ID, sort=False)}
         quality = ranking.mean_ranking_metrics(lists, relevant, K)
         listed = ranking.mean_popularity(lists, ratings, K)
-        print(f"{name}: NDCG@{K} {quality[f'ndcg@{K}']:.4f}, precision@{K} {quality[f'precision@{K}']:.4f}, "
-              f"recall@{K} {quality[f'recall@{K}']:.4f}, train ratings per listed movie {listed:.1f}")
+        print(
+            f"{name}: NDCG@{K} {quality[f'ndcg@{K}']:.4f}, precision@{K} {quality[f'precision@{K}']:.4f}, "
+            f"recall@{K} {quality[f'recall@{K}']:.4f}, train ratings per listed movie {listed:.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,14 @@ def main(argv: list[str] | None = None) -> dict:
         document = stages.document(spark, evaluated, data, config, paths, timer)
         stages.load(spark, document, staging)
     for name, verdict in document["model_minus_baseline"].items():
-        log.info("%s vs %s: accuracy %+.4f, ndcg@%d %+.4f", document["evaluated_model"], name, verdict["accuracy"],
-                 config.k, verdict[f"ndcg@{config.k}"])
+        log.info(
+            "%s vs %s: accuracy %+.4f, ndcg@%d %+.4f",
+            document["evaluated_model"],
+            name,
+            verdict["accuracy"],
+            config.k,
+            verdict[f"ndcg@{config.k}"],
+        )
     for name, reason in document["skipped"].items():
         log.info("%s skipped: %s", name, reason)
     users = document["split"]["users_evaluated"]

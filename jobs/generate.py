@@ -24,16 +24,21 @@ import sys
 from sparkrec.core import console, outputs
 from sparkrec.core.errors import SparkrecError
 from sparkrec.synthetic import generator as synthetic
+from sparkrec.synthetic.shape import DEFAULT_LAYOUT, DEFAULT_SEED, FULL_USERS, LAYOUTS, settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     outputs.add_arguments(parser, "directory to create")
-    parser.add_argument("--users", type=int, default=synthetic.FULL_USERS, help="number of users (default: ML-20M's)")
+    parser.add_argument("--users", type=int, default=FULL_USERS, help="number of users (default: ML-20M's)")
     parser.add_argument("--movies", type=int, help="catalogue size (default: scaled with --users)")
-    parser.add_argument("--seed", type=int, default=synthetic.DEFAULT_SEED, help="random seed (default: %(default)s)")
-    parser.add_argument("--layout", choices=list(synthetic.LAYOUTS), default=synthetic.DEFAULT_LAYOUT,
-                        help="the MovieLens release whose files are written (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--layout",
+        choices=list(LAYOUTS),
+        default=DEFAULT_LAYOUT,
+        help="the MovieLens release whose files are written (default: %(default)s)",
+    )
     console.add_argument(parser)
     return parser.parse_args(argv)
 
@@ -41,11 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     console.quiet(args.verbose)
-    config = synthetic.settings(args.users, args.movies, args.seed)
+    config = settings(args.users, args.movies, args.seed)
     record = synthetic.generate(args.output, config, args.force, args.layout)
     rows = synthetic.table_rows(record, args.layout)
-    print(f"generate: wrote {rows['ratings']:,} ratings of {config.users:,} users on {rows['movies']:,} movies "
-          f"and {rows.get('tags', 0):,} tags to {args.output} ({args.layout} layout)")
+    print(
+        f"generate: wrote {rows['ratings']:,} ratings of {config.users:,} users on {rows['movies']:,} movies "
+        f"and {rows.get('tags', 0):,} tags to {args.output} ({args.layout} layout)"
+    )
     return record
 
 

@@ -27,7 +27,8 @@ from sparkrec.prepare.config import PrepareConfig
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--input", required=True,
+        "--input",
+        required=True,
         help="MovieLens directory (ML-100K, 1M, 10M, 20M, 25M, 32M, latest or Kaggle's 20M), recognised by its files",
     )
     outputs.add_arguments(parser, "output directory (local path or Hadoop URI)")
@@ -51,8 +52,12 @@ def main(argv: list[str] | None = None) -> dict:
         runinfo.write_json(spark, f"{staging}/manifest.json", document, sort_keys=True)
     log.info(
         "prepared %s: %s users, %s train / %s test ratings, %s quarantined, %.1fs",
-        args.output, f"{len(prepared.users):,}", f"{timer.rows['train']:,}", f"{timer.rows['test']:,}",
-        f"{timer.rows['quarantine']:,}", sum(timer.seconds.values()),
+        args.output,
+        f"{len(prepared.users):,}",
+        f"{timer.rows['train']:,}",
+        f"{timer.rows['test']:,}",
+        f"{timer.rows['quarantine']:,}",
+        sum(timer.seconds.values()),
     )
     return document
 

@@ -57,8 +57,12 @@ def main(argv: list[str] | None = None) -> dict:
     users, rows = document["users"], document["recommendations"]["rows"]
     log.info(
         "scored %s users (%s skipped) x %s movies: %s pairs at %s pairs/s, %s rows",
-        f"{users['scored']:,}", f"{users['skipped']:,}", f"{document['catalogue_movies']:,}",
-        f"{document['pairs_scored']:,}", f"{document['pairs_per_second'] or 0:,}", f"{rows:,}",
+        f"{users['scored']:,}",
+        f"{users['skipped']:,}",
+        f"{document['catalogue_movies']:,}",
+        f"{document['pairs_scored']:,}",
+        f"{document['pairs_per_second'] or 0:,}",
+        f"{rows:,}",
     )
     return document
 

@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> dict:
     stages.configure_runtime(config)
     output = Path(args.output)
     command = sys.argv if argv is None else ["jobs/train.py", *argv]
-    with outputs.staged_output(None, args.output, "train", {"--data": args.data}, args.force,
-                               extra=(stages.BACKUP_SUFFIX,)) as staging:
+    with outputs.staged_output(
+        None, args.output, "train", {"--data": args.data}, args.force, extra=(stages.BACKUP_SUFFIX,)
+    ) as staging:
         prepared = stages.extract(args.data)
         trained = stages.transform(prepared, config, Path(staging), stages.backup_path(output))
         document = stages.load(trained, prepared, Path(staging), command)

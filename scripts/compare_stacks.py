@@ -7,7 +7,8 @@ one stack (`make test-legacy` runs them; score and evaluate both use one model,
 so only the stack differs). Every Parquet table must hold the same rows (compared
 sorted, floats within --tolerance); the manifest's vocabulary sizes, row and
 quarantine counts must be equal; every figure under `split` and `models` in
-evaluation/metrics.json (the run's own paths aside) must agree within --tolerance. Prints one line per difference; exits 1 if any.
+evaluation/metrics.json (the run's own paths aside) must agree within --tolerance.
+Prints one line per difference; exits 1 if any.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def json_differences(a, b, tolerance: float, where: str) -> list[str]:
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return [f"{where}: {len(a)} entries vs {len(b)}"]
-        return [line for i, (x, y) in enumerate(zip(a, b)) for line in json_differences(x, y, tolerance, f"{where}[{i}]")]
+        return [
+            line for i, (x, y) in enumerate(zip(a, b)) for line in json_differences(x, y, tolerance, f"{where}[{i}]")
+        ]
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         close = math.isclose(a, b, rel_tol=0.0, abs_tol=tolerance) or (math.isnan(a) and math.isnan(b))
         return [] if close else [f"{where}: {a} vs {b}"]
@@ -93,7 +96,10 @@ def differences(left: Path, right: Path, tolerance: float) -> tuple[int, list[st
     metrics = [json.loads((root / "evaluation" / "metrics.json").read_text()) for root in (left, right)]
     for key in ("split", "models"):
         problems += json_differences(
-            _without_paths(metrics[0][key]), _without_paths(metrics[1][key]), tolerance, f"evaluation/metrics.json:{key}"
+            _without_paths(metrics[0][key]),
+            _without_paths(metrics[1][key]),
+            tolerance,
+            f"evaluation/metrics.json:{key}",
         )
     return len(compared), problems
 

@@ -2,75 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# Real MovieLens data lives beside the repository (../shared/data), never inside it.
-SHARED_DATA = Path(os.environ.get("SPARKREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
-ML_SMALL = SHARED_DATA / "ml-latest-small"
-
-
-# jobs/train.py settings for a small, quick deep model: tests of the jobs, not of the model's quality
-# (tests/test_twotower.py trains the default two-tower model).
-TINY_TRAIN = [
-    "--set", "model=deep",
-    "--set", "epochs=2",
-    "--set", "embedding_dim=16",
-    "--set", "hidden_units=32",
-    "--set", "importance_rows=3000",
-    "--set", "importance_repeats=1",
-    "--set", "eval_batch_size=4096",
-    "--set", "shuffle_buffer_rows=40000",
-    "--set", "keras_verbose=0",
-]
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every entry under `root` (root included) by relative path: directories, links and file contents."""
-    entries = {}
-    for directory, subdirectories, files in os.walk(root):
-        for name in ["", *subdirectories, *files]:
-            path = Path(directory) / name
-            relative = str(path.relative_to(root))
-            if path.is_symlink():
-                entries[relative] = "link -> " + os.readlink(path)
-            elif path.is_dir():
-                entries[relative] = "directory"
-            else:
-                entries[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return entries
-
-
-def emptied_copy(prepared: Path, target: Path, table: str) -> Path:
-    """A copy of a prepare output whose Parquet `table` keeps its schema and has no rows."""
-    shutil.copytree(prepared, target, ignore=shutil.ignore_patterns("figures", "quarantine"))
-    schema = pq.read_table(target / table).schema
-    shutil.rmtree(target / table)
-    (target / table).mkdir()
-    pq.write_table(schema.empty_table(), target / table / "part-00000.parquet")
-    return target
-
-
-def load_script(path: str, name: str):
-    """Import a script of the project (a path from its root) as the module `name`."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_job(name: str):
-    """Import jobs/<name>.py as a module, so tests drive the real entry points."""
-    return load_script(f"jobs/{name}.py", f"jobs_{name}")
+from helpers import ML_SMALL, ROOT, load_job
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +69,11 @@ def ml_small_copy(ml_small, tmp_path) -> Path:
 def code_zip(tmp_path_factory) -> Path:
     """scripts/package.sh's dist/sparkrec.zip (the --py-files archive), built once per session."""
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([str(ROOT / "scripts" / "package.sh"), "code"], env={**os.environ, "DIST": str(dist)},
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [str(ROOT / "scripts" / "package.sh"), "code"],
+        env={**os.environ, "DIST": str(dist)},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return dist / "sparkrec.zip"

@@ -1,11 +1,16 @@
-"""What the unit tests share beyond fixtures: imported by name, so no test imports conftest."""
+"""What tests share beyond fixtures (paths, job loaders, literal frames, tree digests), imported by name."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import os
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -32,3 +37,72 @@ def write_files(directory: Path, files: dict[str, str | bytes]) -> Path:
     for name, content in files.items():
         (directory / name).write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
     return directory
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# Real MovieLens data lives beside the repository (../shared/data), never inside it.
+SHARED_DATA = Path(os.environ.get("SPARKREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+ML_SMALL = SHARED_DATA / "ml-latest-small"
+
+
+# jobs/train.py settings for a small, quick deep model: tests of the jobs, not of the model's quality
+# (tests/test_twotower.py trains the default two-tower model).
+TINY_TRAIN = [
+    "--set",
+    "model=deep",
+    "--set",
+    "epochs=2",
+    "--set",
+    "embedding_dim=16",
+    "--set",
+    "hidden_units=32",
+    "--set",
+    "importance_rows=3000",
+    "--set",
+    "importance_repeats=1",
+    "--set",
+    "eval_batch_size=4096",
+    "--set",
+    "shuffle_buffer_rows=40000",
+    "--set",
+    "keras_verbose=0",
+]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every entry under `root` (root included) by relative path: directories, links and file contents."""
+    entries = {}
+    for directory, subdirectories, files in os.walk(root):
+        for name in ["", *subdirectories, *files]:
+            path = Path(directory) / name
+            relative = str(path.relative_to(root))
+            if path.is_symlink():
+                entries[relative] = "link -> " + os.readlink(path)
+            elif path.is_dir():
+                entries[relative] = "directory"
+            else:
+                entries[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return entries
+
+
+def emptied_copy(prepared: Path, target: Path, table: str) -> Path:
+    """A copy of a prepare output whose Parquet `table` keeps its schema and has no rows."""
+    shutil.copytree(prepared, target, ignore=shutil.ignore_patterns("figures", "quarantine"))
+    schema = pq.read_table(target / table).schema
+    shutil.rmtree(target / table)
+    (target / table).mkdir()
+    pq.write_table(schema.empty_table(), target / table / "part-00000.parquet")
+    return target
+
+
+def load_script(path: str, name: str):
+    """Import a script of the project (a path from its root) as the module `name`."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_job(name: str):
+    """Import jobs/<name>.py as a module, so tests drive the real entry points."""
+    return load_script(f"jobs/{name}.py", f"jobs_{name}")

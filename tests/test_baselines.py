@@ -9,17 +9,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import frame
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from sparkrec.core import columns as C
 from sparkrec.evaluate import baselines
+from sparkrec.evaluate.popular import fit_popular
+from sparkrec.evaluate.tuning import FitFailed, RankingCarveOut, carve_validation, grid_of, search
 from sparkrec.prepare import sampling
 from sparkrec.score.scorers import top_k_lists
-from sparkrec.core import columns as C
-from sparkrec.evaluate.tuning import FitFailed
-from sparkrec.evaluate.popular import fit_popular
-from sparkrec.evaluate.tuning import RankingCarveOut, carve_validation, grid_of, search
+
+from helpers import frame
 
 KEYS = "userId int, movieId int, timestamp long"
 GRID = [(u, m, 1000 * u + m) for u in (1, 2, 3) for m in (10, 20, 30, 40)]
@@ -65,8 +65,10 @@ def test_carve_validation_takes_about_its_fraction_of_train_left_by_the_prepare_
 
 def test_grid_of_varies_the_last_axis_fastest():
     assert grid_of(rank=[10, 30], reg_param=[0.1, 1.0]) == [
-        {"rank": 10, "reg_param": 0.1}, {"rank": 10, "reg_param": 1.0},
-        {"rank": 30, "reg_param": 0.1}, {"rank": 30, "reg_param": 1.0},
+        {"rank": 10, "reg_param": 0.1},
+        {"rank": 10, "reg_param": 1.0},
+        {"rank": 30, "reg_param": 0.1},
+        {"rank": 30, "reg_param": 1.0},
     ]
     assert grid_of(reg_param=[0.1]) == [{"reg_param": 0.1}]
     assert grid_of() == [{}]
@@ -100,8 +102,12 @@ def test_search_fits_the_whole_grid_and_keeps_the_best():
     assert tuned.model == {"rank": 30, "reg": 0.1}
     assert tuned.details() == {
         "chosen": {"rank": 30, "reg": 0.1},
-        "grid": [{"rank": 10, "reg": 0.1, "validation": -15.1}, {"rank": 10, "reg": 1.0, "validation": -16.0},
-                 {"rank": 30, "reg": 0.1, "validation": -5.1}, {"rank": 30, "reg": 1.0, "validation": -6.0}],
+        "grid": [
+            {"rank": 10, "reg": 0.1, "validation": -15.1},
+            {"rank": 10, "reg": 1.0, "validation": -16.0},
+            {"rank": 30, "reg": 0.1, "validation": -5.1},
+            {"rank": 30, "reg": 1.0, "validation": -6.0},
+        ],
         "validation": "ndcg@10",
         "widened": {},
         # Nothing widened: both chosen values are an end of their axis.
@@ -159,8 +165,11 @@ def test_search_keeps_a_setting_that_could_not_be_fitted_as_not_fitted():
     recorder = Recorder(lambda s: -s["reg"], fails=[{"reg": 0.01}])
     tuned = run(recorder, {"reg": [0.01, 0.1, 1.0]})
     assert tuned.setting == {"reg": 0.1}
-    assert tuned.grid == [{"reg": 0.01, "validation": None, "failed": "singular matrix"},
-                          {"reg": 0.1, "validation": -0.1}, {"reg": 1.0, "validation": -1.0}]
+    assert tuned.grid == [
+        {"reg": 0.01, "validation": None, "failed": "singular matrix"},
+        {"reg": 0.1, "validation": -0.1},
+        {"reg": 1.0, "validation": -1.0},
+    ]
 
 
 def test_search_fails_when_no_setting_could_be_fitted():
@@ -201,8 +210,18 @@ def test_calibration_stays_finite_on_separable_scores():
 
 CATALOGUE = pd.DataFrame({C.MOVIE_ID: np.array([10, 20, 30, 40, 50], dtype=np.int32)})
 # Likes per movie: 10: 3 of 4, 20: 3 of 3, 30: 1 of 2, 40: 0 of 1, 50: never rated. Global rate 7 / 10.
-TRAIN = [(1, 10, 1), (2, 10, 1), (3, 10, 1), (4, 10, 0), (1, 20, 1), (2, 20, 1), (3, 20, 1),
-         (1, 30, 1), (2, 30, 0), (3, 40, 0)]
+TRAIN = [
+    (1, 10, 1),
+    (2, 10, 1),
+    (3, 10, 1),
+    (4, 10, 0),
+    (1, 20, 1),
+    (2, 20, 1),
+    (3, 20, 1),
+    (1, 30, 1),
+    (2, 30, 0),
+    (3, 40, 0),
+]
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +231,9 @@ def popular(spark):
 
 def test_popular_like_rate_is_shrunk_towards_the_global_rate(spark, popular):
     # (likes + prior x 0.7) / (ratings + prior), prior = 2
-    expected = frame(spark, "movieId int, like_probability double",
-                     [(10, 4.4 / 6), (20, 4.4 / 5), (30, 2.4 / 4), (40, 1.4 / 3)])
+    expected = frame(
+        spark, "movieId int, like_probability double", [(10, 4.4 / 6), (20, 4.4 / 5), (30, 2.4 / 4), (40, 1.4 / 3)]
+    )
     assertDataFrameEqual(popular.stats, expected)
     assert popular.global_rate == pytest.approx(0.7)
     assert popular.details() == {"train_like_rate": popular.global_rate}
@@ -224,30 +244,45 @@ def test_popular_scores_every_user_by_catalogue_like_count(popular):
 
 
 def test_popular_ranks_by_like_count_ties_by_movie_id_watched_never(popular):
-    users = pd.DataFrame({
-        C.USER_ID: [1, 2, 3], C.USER_IDX: [1, 2, 3],
-        C.WATCHED: [[10], [], [20, 30]],
-    })
+    users = pd.DataFrame(
+        {
+            C.USER_ID: [1, 2, 3],
+            C.USER_IDX: [1, 2, 3],
+            C.WATCHED: [[10], [], [20, 30]],
+        }
+    )
     lists = top_k_lists(popular, users, 3, block=2)
     assert {user: ranked.tolist() for user, ranked in lists.items()} == {
-        1: [20, 30, 40], 2: [10, 20, 30], 3: [10, 40, 50]}
+        1: [20, 30, 40],
+        2: [10, 20, 30],
+        3: [10, 40, 50],
+    }
 
 
 def test_popular_classifies_by_its_like_rate_and_an_unrated_movie_by_the_global_rate(spark, popular):
     rows = frame(spark, "userId int, movieId int, rating double", [(5, 10, 4.0), (5, 40, 1.0), (6, 50, 3.0)])
     result = popular.classify(rows).sort_values([C.USER_ID, C.MOVIE_ID]).reset_index(drop=True)
-    expected = pd.DataFrame({
-        C.USER_ID: np.array([5, 5, 6], dtype=np.int32), C.MOVIE_ID: np.array([10, 40, 50], dtype=np.int32),
-        baselines.PROBABILITY: [4.4 / 6, 1.4 / 3, 0.7], baselines.PREDICTED: np.array([1, 0, 1], dtype=np.int32),
-    })
+    expected = pd.DataFrame(
+        {
+            C.USER_ID: np.array([5, 5, 6], dtype=np.int32),
+            C.MOVIE_ID: np.array([10, 40, 50], dtype=np.int32),
+            baselines.PROBABILITY: [4.4 / 6, 1.4 / 3, 0.7],
+            baselines.PREDICTED: np.array([1, 0, 1], dtype=np.int32),
+        }
+    )
     pd.testing.assert_frame_equal(result, expected)
 
 
 def test_ranking_carve_out_measures_mean_ndcg_over_users_with_a_relevant_movie(spark, popular):
     users = pd.DataFrame({C.USER_ID: [1, 2, 3], C.USER_IDX: [1, 2, 3], C.WATCHED: [[10], [], [20, 30]]})
     carve_out = RankingCarveOut(
-        fit=frame(spark, "userId int, movieId int, like int", TRAIN), validation=pd.DataFrame(), users=users,
-        relevant={1: {30}, 2: {20, 50}, 3: set()}, k=2, block=2)
+        fit=frame(spark, "userId int, movieId int, like int", TRAIN),
+        validation=pd.DataFrame(),
+        users=users,
+        relevant={1: {30}, 2: {20, 50}, 3: set()},
+        k=2,
+        block=2,
+    )
     # Top 2: user 1 [20, 30] hits at rank 2 of one relevant; user 2 [10, 20] at rank 2 of two; user 3 has none.
     at_2 = 1 / math.log2(3)
     assert carve_out.ndcg(popular) == pytest.approx((at_2 / 1 + at_2 / (1 + at_2)) / 2)
@@ -257,8 +292,12 @@ def test_ranking_carve_out_measures_mean_ndcg_over_users_with_a_relevant_movie(s
 def test_classified_is_the_keys_probability_and_decision(spark):
     scored = frame(spark, "userId int, movieId int, p float, extra string", [(1, 10, 0.75, "x"), (2, 20, 0.25, "y")])
     result = baselines.classified(scored, F.col("p"), F.col("p") >= 0.5)
-    expected = pd.DataFrame({
-        C.USER_ID: np.array([1, 2], dtype=np.int32), C.MOVIE_ID: np.array([10, 20], dtype=np.int32),
-        baselines.PROBABILITY: [0.75, 0.25], baselines.PREDICTED: np.array([1, 0], dtype=np.int32),
-    })
+    expected = pd.DataFrame(
+        {
+            C.USER_ID: np.array([1, 2], dtype=np.int32),
+            C.MOVIE_ID: np.array([10, 20], dtype=np.int32),
+            baselines.PROBABILITY: [0.75, 0.25],
+            baselines.PREDICTED: np.array([1, 0], dtype=np.int32),
+        }
+    )
     pd.testing.assert_frame_equal(result, expected)

@@ -30,8 +30,9 @@ import pyarrow.parquet as pq
 import pyspark
 import pytest
 
-from conftest import ROOT, load_job
 from sparkrec.core import columns as C
+
+from helpers import ROOT, load_job
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -78,7 +79,11 @@ class Processes:
     def start(self, name: str, command: list[str], cwd: Path | None = None) -> subprocess.Popen:
         with open(self.scratch / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=spark_env(), cwd=cwd,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=spark_env(),
+                cwd=cwd,
                 start_new_session=True,
             )
         process.name = name
@@ -102,7 +107,9 @@ class Processes:
             process.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             self.kill(process)
-            raise AssertionError(f"{process.name} still running after {seconds}s:\n{self.log(process)[-3000:]}")
+            raise AssertionError(
+                f"{process.name} still running after {seconds}s:\n{self.log(process)[-3000:]}"
+            ) from None
         self.running.remove(process)
         return process.returncode
 
@@ -131,8 +138,14 @@ class StandaloneCluster:
         self.port, self.ui_port = free_port(), free_port()
         self.url = f"spark://127.0.0.1:{self.port}"
         self.master = self._spark_class(
-            "master", "org.apache.spark.deploy.master.Master",
-            "--host", "127.0.0.1", "--port", str(self.port), "--webui-port", str(self.ui_port),
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--webui-port",
+            str(self.ui_port),
         )
         self.workers = [self.start_worker(i) for i in range(workers)]
         self.wait_for_workers()
@@ -144,8 +157,17 @@ class StandaloneCluster:
         work_dir = self.work / f"worker{index}"
         work_dir.mkdir(exist_ok=True)
         return self._spark_class(
-            f"worker{index}", "org.apache.spark.deploy.worker.Worker", self.url,
-            "--cores", "1", "--memory", "1g", "--work-dir", str(work_dir), "--webui-port", "0",
+            f"worker{index}",
+            "org.apache.spark.deploy.worker.Worker",
+            self.url,
+            "--cores",
+            "1",
+            "--memory",
+            "1g",
+            "--work-dir",
+            str(work_dir),
+            "--webui-port",
+            "0",
         )
 
     def state(self) -> dict:
@@ -157,8 +179,12 @@ class StandaloneCluster:
 
     def wait_for_workers(self) -> None:
         expected = len(self.workers)
-        wait_until(lambda: self.state().get("aliveworkers") == expected, START_SECONDS,
-                   f"{expected} workers to register", self.master)
+        wait_until(
+            lambda: self.state().get("aliveworkers") == expected,
+            START_SECONDS,
+            f"{expected} workers to register",
+            self.master,
+        )
 
     def wait_idle(self) -> None:
         """No application holds executors, so the next job gets every core."""
@@ -205,9 +231,15 @@ def submit_command(master: str, package: Path, job: str, args: list[str]) -> lis
     settings = [arg for key, value in SMALL.items() for arg in ("--conf", f"{key}={value}")]
     return [
         str(SPARK_HOME / "bin" / "spark-submit"),
-        "--properties-file", str(ROOT / "conf" / "spark" / "standalone.conf"),
-        "--master", master, "--py-files", str(package), *settings,
-        str(ROOT / "jobs" / f"{job}.py"), *args,
+        "--properties-file",
+        str(ROOT / "conf" / "spark" / "standalone.conf"),
+        "--master",
+        master,
+        "--py-files",
+        str(package),
+        *settings,
+        str(ROOT / "jobs" / f"{job}.py"),
+        *args,
     ]
 
 
@@ -248,13 +280,16 @@ def manifest(output: Path) -> dict:
 def assert_same_output(output: Path, expected: Path) -> None:
     """Same rows in every split and table, same vocabularies, same manifest counts."""
     for split in ("train", "test"):
-        pd.testing.assert_frame_equal(read_sorted(output / split, [C.USER_ID, C.MOVIE_ID]),
-                                      read_sorted(expected / split, [C.USER_ID, C.MOVIE_ID]))
-    pd.testing.assert_frame_equal(read_sorted(output / "movies", [C.MOVIE_ID]),
-                                  read_sorted(expected / "movies", [C.MOVIE_ID]))
+        pd.testing.assert_frame_equal(
+            read_sorted(output / split, [C.USER_ID, C.MOVIE_ID]), read_sorted(expected / split, [C.USER_ID, C.MOVIE_ID])
+        )
+    pd.testing.assert_frame_equal(
+        read_sorted(output / "movies", [C.MOVIE_ID]), read_sorted(expected / "movies", [C.MOVIE_ID])
+    )
     for name, (key, _) in C.VOCABULARIES.items():
-        pd.testing.assert_frame_equal(read_sorted(output / "vocab" / name, [key]),
-                                      read_sorted(expected / "vocab" / name, [key]))
+        pd.testing.assert_frame_equal(
+            read_sorted(output / "vocab" / name, [key]), read_sorted(expected / "vocab" / name, [key])
+        )
     got, want = manifest(output), manifest(expected)
     for field in ("rows", "quarantine", "vocab_sizes", "sampled_user_ids_sha256", "figures"):
         assert got[field] == want[field], field
@@ -263,7 +298,8 @@ def assert_same_output(output: Path, expected: Path) -> None:
 def digests(directory: Path) -> dict[str, str]:
     return {
         str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(directory.rglob("*")) if path.is_file()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
     }
 
 
@@ -323,8 +359,10 @@ def test_local_cluster_matches_local(processes, start_job, reference, ml_small, 
     work = SPARK_HOME / "work"
     before = set(work.glob("app-*"))
     try:
-        finish(processes, start_job("submit-local-cluster", "local-cluster[2,1,1024]", "prepare",
-                                    prepare_args(ml_small, output)))
+        finish(
+            processes,
+            start_job("submit-local-cluster", "local-cluster[2,1,1024]", "prepare", prepare_args(ml_small, output)),
+        )
     finally:
         for directory in set(work.glob("app-*")) - before:
             shutil.rmtree(directory)
@@ -352,6 +390,7 @@ def model_dir(reference, tmp_path_factory) -> Path:
 
     from sparkrec.models import pairwise as model
     from sparkrec.score.config import MODEL_FILE
+
     keras.utils.set_random_seed(7)
     directory = tmp_path_factory.mktemp("model") / "paper"
     directory.mkdir()
@@ -371,8 +410,9 @@ def test_score_on_standalone_cluster_matches_local(cluster, processes, start_job
     cluster.wait_idle()
     finish(processes, start_job("submit-score", cluster.url, "score", score_args(reference, model_dir, clustered)))
     keys = [C.USER_ID, C.RANK]
-    pd.testing.assert_frame_equal(read_sorted(clustered / "recommendations", keys),
-                                  read_sorted(local / "recommendations", keys))
+    pd.testing.assert_frame_equal(
+        read_sorted(clustered / "recommendations", keys), read_sorted(local / "recommendations", keys)
+    )
     got, want = manifest(clustered), manifest(local)
     for field in ("path", "users", "pairs_scored", "recommendations"):
         assert got[field] == want[field], field

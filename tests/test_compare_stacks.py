@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import load_script
+from helpers import load_script
 
 compare_stacks = load_script("scripts/compare_stacks.py", "compare_stacks")
 

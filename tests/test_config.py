@@ -12,7 +12,7 @@ from sparkrec.prepare.config import PrepareConfig
 from sparkrec.score.config import ScoreConfig
 from sparkrec.train.config import TrainConfig
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 @pytest.mark.parametrize(

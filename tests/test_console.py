@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY_TRAIN, load_job
+from helpers import ROOT, TINY_TRAIN, load_job
 
 # Each job's required arguments: --verbose is parsed beside them.
 REQUIRED = {
@@ -43,17 +43,22 @@ def test_every_job_takes_verbose(job):
     assert module.parse_args([*REQUIRED[job], "--verbose"]).verbose is True
 
 
-@pytest.mark.parametrize(("level", "kept"), [
-    ("3", ["not a log line", "F0000"]),
-    ("2", ["E0000", "not a log line", "F0000"]),
-    ("0", ["WARNING: All log messages", "I0000", "E0000", "not a log line", "F0000"]),
-])
+@pytest.mark.parametrize(
+    ("level", "kept"),
+    [
+        ("3", ["not a log line", "F0000"]),
+        ("2", ["E0000", "not a log line", "F0000"]),
+        ("0", ["WARNING: All log messages", "I0000", "E0000", "not a log line", "F0000"]),
+    ],
+)
 def test_tensorflow_loading_lines_below_the_level_are_dropped_and_a_crash_still_shows(tmp_path, level, kept):
     """A stand-in tensorflow module logs as TensorFlow does while loading, then dies as a failed CPU check does."""
     (tmp_path / "tensorflow.py").write_text(FAKE_TENSORFLOW)
     result = subprocess.run(
         [sys.executable, "-c", "from sparkrec.core import console; console.import_tensorflow()"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "TF_CPP_MIN_LOG_LEVEL": level},
     )
     assert result.returncode == -signal.SIGABRT
@@ -66,13 +71,23 @@ def test_train_prints_its_progress_and_no_library_noise_unless_verbose(prepared_
     """The noisiest job, run as a user runs it; DeprecationWarnings shown, as under pytest or python -W default."""
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONWARNINGS"] = "default"
-    command = [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(prepared_small), *TINY_TRAIN,
-               "--set", "epochs=1", "--set", "keras_verbose=2"]
+    command = [
+        sys.executable,
+        str(ROOT / "jobs" / "train.py"),
+        "--data",
+        str(prepared_small),
+        *TINY_TRAIN,
+        "--set",
+        "epochs=1",
+        "--set",
+        "keras_verbose=2",
+    ]
     runs = {}
     for mode in ("quiet", "verbose"):
         flags = ["--verbose"] if mode == "verbose" else []
-        runs[mode] = subprocess.run([*command, "--output", str(tmp_path / mode), *flags],
-                                    capture_output=True, text=True, env=env, timeout=600)
+        runs[mode] = subprocess.run(
+            [*command, "--output", str(tmp_path / mode), *flags], capture_output=True, text=True, env=env, timeout=600
+        )
         assert runs[mode].returncode == 0, runs[mode].stderr[-3000:]
     quiet = runs["quiet"]
     assert not TF_LOG.search(quiet.stderr), quiet.stderr
@@ -89,9 +104,20 @@ def test_prepare_under_spark_submit_prints_no_library_warnings(ml_small, tmp_pat
     warned about pyarrow.localfs while materialize_dataset counted row groups (make test-legacy runs this)."""
     submit = Path(sys.executable).parent / "sparkrec-submit"
     result = subprocess.run(
-        [str(submit), "jobs/prepare.py", "--input", str(ml_small), "--output", str(tmp_path / "prepared"),
-         "--set", "sample_users=100"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            str(submit),
+            "jobs/prepare.py",
+            "--input",
+            str(ml_small),
+            "--output",
+            str(tmp_path / "prepared"),
+            "--set",
+            "sample_users=100",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr

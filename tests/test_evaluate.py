@@ -13,22 +13,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkrec.evaluate import als, baselines, ease, stages as evaluation
-from sparkrec.core import ranking
-from sparkrec.score.scorers import Block, top_k_lists
 from sparkrec.core import columns as C
+from sparkrec.core import ranking
 from sparkrec.core.config import load_config
-from sparkrec.score.config import ScoreError
-from sparkrec.score.planning import read_tables
+from sparkrec.evaluate import als, baselines, ease
+from sparkrec.evaluate import stages as evaluation
 from sparkrec.evaluate.config import EvaluateConfig, EvaluateError
 from sparkrec.evaluate.data import EvalData, load_data, relevant_sets
-from sparkrec.evaluate.report import report as render_report
 from sparkrec.evaluate.logistic import fit_logistic
-from sparkrec.evaluate.popular import fit_popular
-from sparkrec.evaluate.tuning import FitFailed, RankingCarveOut, Skipped, carve_validation, search
 from sparkrec.evaluate.measures import LISTED_POPULARITY
+from sparkrec.evaluate.popular import fit_popular
+from sparkrec.evaluate.report import report as render_report
+from sparkrec.evaluate.tuning import FitFailed, RankingCarveOut, Skipped, carve_validation, search
+from sparkrec.score.config import ScoreError
+from sparkrec.score.planning import read_tables
+from sparkrec.score.scorers import Block, top_k_lists
 
-from conftest import ROOT, TINY_TRAIN, emptied_copy, load_job, tree_digest
+from helpers import ROOT, TINY_TRAIN, emptied_copy, load_job, tree_digest
 
 # One user's list [1, 2, 3, 4, 5] against liked movies {2, 4, 9}: hits at positions 2 and 4.
 RANKED = np.array([1, 2, 3, 4, 5])
@@ -151,8 +152,12 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
     assert list(document["models"]) == list(MODELS)
     assert document["config"]["k"] == 10 and document["config"]["als_ranks"] == [5]
     assert document["skipped"] == {}
-    for name, setting in (("als_implicit", {"rank": 8, "reg_param": 0.1, "alpha": 1.0}), ("ease", {"lambda": 300.0}),
-                          ("als", {"rank": 5, "reg_param": 0.1}), ("logistic", {"reg_param": 0.001})):
+    for name, setting in (
+        ("als_implicit", {"rank": 8, "reg_param": 0.1, "alpha": 1.0}),
+        ("ease", {"lambda": 300.0}),
+        ("als", {"rank": 5, "reg_param": 0.1}),
+        ("logistic", {"reg_param": 0.001}),
+    ):
         details = document["models"][name]["details"]
         assert details["chosen"] == setting and [row["validation"] > 0 for row in details["grid"]] == [True], name
     assert document["models"]["ease"]["details"]["validation"] == "ndcg@10"
@@ -185,9 +190,12 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
     assert (evaluated / evaluation.CHART).stat().st_size > 10_000
     assert not Path(f"{evaluated}.staging").exists()
     assert not Path(evaluated / "_checkpoints").exists(), "ALS's checkpoints are removed before the commit"
-    without_ease = {**document, "models": {n: r for n, r in document["models"].items() if n != "ease"},
-                    "model_minus_baseline": {n: v for n, v in margins.items() if n != "ease"},
-                    "skipped": {"ease": "train rates 9,999 movies, above ease_max_items=10"}}
+    without_ease = {
+        **document,
+        "models": {n: r for n, r in document["models"].items() if n != "ease"},
+        "model_minus_baseline": {n: v for n, v in margins.items() if n != "ease"},
+        "skipped": {"ease": "train rates 9,999 movies, above ease_max_items=10"},
+    }
     assert "- ease: **skipped**, train rates 9,999 movies, above ease_max_items=10\n" in render_report(without_ease)
     asked = {**document, "config": {**document["config"], "held_out_users": 5}}
     assert "None: prepare sampled every user with a rating" in render_report(asked), "prepare sampled all 610"
@@ -271,19 +279,31 @@ def taste_groups(spark):
         first = 1 if user <= GROUP_USERS else GROUP_MOVIES + 1
         for order, movie in enumerate(rng.choice(np.arange(first, first + GROUP_MOVIES), RATED, replace=False)):
             rows.append((user, int(movie), user, int(movie), 4.0, 1, order))
-    fields = [(C.USER_ID, T.IntegerType()), (C.MOVIE_ID, T.IntegerType()), (C.USER_IDX, T.IntegerType()),
-              (C.MOVIE_IDX, T.IntegerType()), (C.RATING, T.FloatType()), (C.LIKE, T.IntegerType()),
-              (C.TIMESTAMP, T.LongType())]
+    fields = [
+        (C.USER_ID, T.IntegerType()),
+        (C.MOVIE_ID, T.IntegerType()),
+        (C.USER_IDX, T.IntegerType()),
+        (C.MOVIE_IDX, T.IntegerType()),
+        (C.RATING, T.FloatType()),
+        (C.LIKE, T.IntegerType()),
+        (C.TIMESTAMP, T.LongType()),
+    ]
     train = spark.createDataFrame(rows, T.StructType([T.StructField(name, kind) for name, kind in fields])).cache()
     frame = pd.DataFrame(rows, columns=[name for name, _ in fields])
     held = frame[C.TIMESTAMP] == RATED - 1
     fit_part = frame[~held]
-    watched = lambda part: part.groupby(C.USER_ID)[C.MOVIE_ID].apply(list).rename(C.WATCHED).reset_index()
+
+    def watched(part):
+        return part.groupby(C.USER_ID)[C.MOVIE_ID].apply(list).rename(C.WATCHED).reset_index()
+
     users = watched(fit_part).assign(**{C.USER_IDX: lambda f: f[C.USER_ID]})
     carve_out = RankingCarveOut(
         fit=train.filter(f"{C.TIMESTAMP} < {RATED - 1}").cache(),
         validation=frame[held][[C.USER_ID, C.MOVIE_ID, C.USER_IDX, C.LIKE]].reset_index(drop=True),
-        users=users, relevant=relevant_sets(frame[held]), k=3, block=8,
+        users=users,
+        relevant=relevant_sets(frame[held]),
+        k=3,
+        block=8,
     )
     catalogue = pd.DataFrame({C.MOVIE_ID: np.arange(1, 2 * GROUP_MOVIES + 1), C.MOVIE_IDX: np.arange(1, 21)})
     everyone = watched(frame).assign(**{C.USER_IDX: lambda f: f[C.USER_ID]})
@@ -303,8 +323,7 @@ def assert_lists_stay_in_the_users_group(model, everyone, k=3):
 def test_implicit_als_recommends_from_the_users_own_group(taste_groups):
     train, catalogue, sizes, carve_out, everyone = taste_groups
     axes = {"rank": [2, 4], "reg_param": [0.1], "alpha": [10.0]}
-    model = als.fit_als_implicit(train, catalogue, sizes, carve_out, axes, (5, 10), 1, 2, "binary", widen=0,
-                                 max_rank=4)
+    model = als.fit_als_implicit(train, catalogue, sizes, carve_out, axes, (5, 10), 1, 2, "binary", widen=0, max_rank=4)
     assert_lists_stay_in_the_users_group(model, everyone)
     details = model.details()
     assert [row["rank"] for row in details["grid"]] == [2, 4] and details["chosen"]["rank"] in (2, 4)
@@ -318,18 +337,24 @@ def test_a_setting_mllib_cannot_solve_is_recorded_and_the_search_goes_on(spark, 
     train, catalogue, sizes, carve_out, _ = taste_groups
     disliker = spark.createDataFrame([(41, movie, 41, movie, 1.0, 0, 0) for movie in (1, 2, 3)], train.schema)
     train = train.unionByName(disliker)
-    carve_out = RankingCarveOut(carve_out.fit.unionByName(disliker), carve_out.validation, carve_out.users,
-                                          carve_out.relevant, carve_out.k, carve_out.block)
+    carve_out = RankingCarveOut(
+        carve_out.fit.unionByName(disliker),
+        carve_out.validation,
+        carve_out.users,
+        carve_out.relevant,
+        carve_out.k,
+        carve_out.block,
+    )
     sizes = {**sizes, "user": sizes["user"] + 1}
     axes = {"rank": [4, 30], "reg_param": [0.1], "alpha": [0.0]}
-    model = als.fit_als_implicit(train, catalogue, sizes, carve_out, axes, (3, 3), 1, 2, "like", widen=0,
-                                 max_rank=30)
+    model = als.fit_als_implicit(train, catalogue, sizes, carve_out, axes, (3, 3), 1, 2, "like", widen=0, max_rank=30)
     failed = model.details()["grid"][1]
     assert model.details()["chosen"]["rank"] == 4
     assert (failed["rank"], failed["validation"]) == (30, None) and "singular" in failed["failed"]
     with pytest.raises(FitFailed, match="no setting of its grid could be fitted"):
-        als.fit_als_implicit(train, catalogue, sizes, carve_out, {**axes, "rank": [30]}, (3, 3), 1, 2, "like",
-                             widen=0, max_rank=30)
+        als.fit_als_implicit(
+            train, catalogue, sizes, carve_out, {**axes, "rank": [30]}, (3, 3), 1, 2, "like", widen=0, max_rank=30
+        )
 
 
 def test_ease_recommends_from_the_users_own_group_and_scores_the_other_group_zero(taste_groups):
@@ -345,8 +370,9 @@ def test_ease_above_its_item_limit_is_skipped_with_the_reason(taste_groups):
     train, catalogue, sizes, carve_out, _ = taste_groups
     with pytest.raises(Skipped) as skipped:
         ease.fit_ease(train, catalogue, sizes, carve_out, [1.0], max_items=19, widen=0)
-    assert str(skipped.value) == ("train rates 20 movies, above ease_max_items=19 "
-                                  "(the Gram matrix alone would take 0.0 GiB)")
+    assert str(skipped.value) == (
+        "train rates 20 movies, above ease_max_items=19 (the Gram matrix alone would take 0.0 GiB)"
+    )
 
 
 def test_ease_weights_are_the_closed_form_with_a_zero_diagonal():
@@ -366,8 +392,9 @@ def test_ease_ranks_a_block_from_its_watched_movies_as_from_its_fitted_history()
     pairs = pd.DataFrame({C.USER_IDX: rng.integers(1, 6, 80), C.MOVIE_IDX: rng.integers(1, 30, 80)}).drop_duplicates()
     matrix = ease.Matrix(pairs, users=6)
     catalogue = pd.DataFrame({C.MOVIE_ID: np.arange(100, 140), C.MOVIE_IDX: np.r_[np.arange(0, 35), np.zeros(5, int)]})
-    model = ease.Ease(catalogue[C.MOVIE_ID].to_numpy(), matrix.history, ease.weights(matrix.gram(), 3.0),
-                      matrix.columns(catalogue))
+    model = ease.Ease(
+        catalogue[C.MOVIE_ID].to_numpy(), matrix.history, ease.weights(matrix.gram(), 3.0), matrix.columns(catalogue)
+    )
     users = np.array([1, 3, 5])
     rows, cols = [], []
     for row, user in enumerate(users):
@@ -395,7 +422,10 @@ def test_calibration_recovers_a_known_logistic_link():
 def test_search_widens_an_axis_while_its_best_value_is_at_an_end():
     """The measure peaks at a = 0.25 and b = 3: the grid a in {1, 2, 4} is stepped down twice (0.5, 0.25)
     and once more (0.125) to see the peak passed; b is inside its grid from the start."""
-    measure = lambda setting: -abs(np.log2(setting["a"]) + 2) - abs(setting["b"] - 3)
+
+    def measure(setting):
+        return -abs(np.log2(setting["a"]) + 2) - abs(setting["b"] - 3)
+
     tuned = search("test", {"a": [1.0, 2.0, 4.0], "b": [2, 3, 4]}, lambda s: s, measure, "m", True, widen=5)
     assert tuned.setting == {"a": 0.25, "b": 3}
     assert tuned.widened == {"a": [0.5, 0.25, 0.125]} and tuned.at_edge == []
@@ -404,11 +434,13 @@ def test_search_widens_an_axis_while_its_best_value_is_at_an_end():
     assert (short.setting, short.at_edge) == ({"a": 0.5, "b": 3}, ["a"])
     ranks = search("test", {"rank": [32, 64]}, lambda s: s, lambda s: -s["rank"], "m", True, widen=2)
     assert ranks.widened == {"rank": [16, 8]}
-    capped = search("test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3,
-                              limits={"rank": 128})
+    capped = search(
+        "test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3, limits={"rank": 128}
+    )
     assert (capped.widened, capped.at_edge) == ({"rank": [128]}, ["rank"])
-    short_of_it = search("test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3,
-                                   limits={"rank": 100})
+    short_of_it = search(
+        "test", {"rank": [32, 64]}, lambda s: s, lambda s: s["rank"], "m", True, widen=3, limits={"rank": 100}
+    )
     assert (short_of_it.widened, short_of_it.at_edge) == ({"rank": [100]}, ["rank"]), "the cap itself is tried"
     floor = search("test", {"alpha": [0.0, 1.0, 10.0]}, lambda s: s, lambda s: -s["alpha"], "m", True, 3)
     assert (floor.setting, floor.widened, floor.at_edge) == ({"alpha": 0.0}, {}, []), "nothing lies below 0"
@@ -419,6 +451,7 @@ def test_search_keeps_a_failed_fit_in_the_grid_and_fails_only_when_nothing_fits(
         if setting["a"] == 2:
             raise FitFailed("no solution at 2")
         return setting
+
     tuned = search("test", {"a": [1, 2, 3]}, fit, lambda s: s["a"], "m", True, widen=0)
     assert tuned.setting == {"a": 3}
     assert tuned.grid[1] == {"a": 2, "validation": None, "failed": "no solution at 2"}
@@ -445,14 +478,30 @@ def test_an_empty_split_is_named(evaluate_job, prepared_small, small_model, tmp_
     assert tree_digest(tmp_path) == before
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    ("k=0", "evaluate: k: expected a positive integer, got 0"),
-    ("baselines=popular,knn", "evaluate: baselines: unknown ['knn'], expected some of "
-                              "['als_implicit', 'ease', 'popular', 'als', 'logistic']"),
-])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("k=0", "evaluate: k: expected a positive integer, got 0"),
+        (
+            "baselines=popular,knn",
+            "evaluate: baselines: unknown ['knn'], expected some of "
+            "['als_implicit', 'ease', 'popular', 'als', 'logistic']",
+        ),
+    ],
+)
 def test_bad_settings_fail_before_spark_with_one_line(tmp_path, setting, message):
-    command = [sys.executable, str(ROOT / "jobs" / "evaluate.py"), "--data", str(tmp_path), "--model", str(tmp_path),
-               "--output", str(tmp_path / "out"), "--set", setting]
+    command = [
+        sys.executable,
+        str(ROOT / "jobs" / "evaluate.py"),
+        "--data",
+        str(tmp_path),
+        "--model",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "out"),
+        "--set",
+        setting,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == message

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from helpers import frame
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from sparkrec.core import columns as C
 from sparkrec.prepare import features
+
+from helpers import frame
 
 
 @pytest.mark.parametrize(
@@ -22,7 +23,7 @@ from sparkrec.prepare import features
         ("2001: A Space Odyssey (1968)", 1968),
         ("Nocturnal Animals (2016) (a.k.a. something)", None),
         ("Hamlet (1990s)", None),
-        ("Great Performances \"Cats\" (1998)", 1998),
+        ('Great Performances "Cats" (1998)', 1998),
         ("", None),
     ],
 )
@@ -88,37 +89,64 @@ def flags(*genres: str) -> tuple:
 
 
 def test_movie_tags_cuts_at_top_n_after_ordering_ties_by_name(spark):
-    tags = frame(spark, TAGS, [
-        (1, 1, "twist"), (2, 1, "Twist"), (3, 1, " twist "),
-        (1, 1, "noir"), (2, 1, "noir"),
-        # Tied at one use each: the first in name order fills the last place.
-        (1, 1, "rain"), (2, 1, "Moody"), (3, 1, "zeppelin"),
-        (1, 2, "cute"),
-    ])
+    tags = frame(
+        spark,
+        TAGS,
+        [
+            (1, 1, "twist"),
+            (2, 1, "Twist"),
+            (3, 1, " twist "),
+            (1, 1, "noir"),
+            (2, 1, "noir"),
+            # Tied at one use each: the first in name order fills the last place.
+            (1, 1, "rain"),
+            (2, 1, "Moody"),
+            (3, 1, "zeppelin"),
+            (1, 2, "cute"),
+        ],
+    )
     expected = frame(spark, "movieId int, tags array<string>", [(1, ["twist", "noir", "moody"]), (2, ["cute"])])
     assertDataFrameEqual(features.movie_tags(tags, 3), expected)
 
 
 def test_movie_features_whole_rows(spark):
-    movies = frame(spark, MOVIES, [
-        (1, "Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy", 1995),
-        (2, "Solo (2000)", "Drama", 2000),
-        (3, "Nothing", C.NO_GENRES, None),
-    ])
+    movies = frame(
+        spark,
+        MOVIES,
+        [
+            (1, "Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy", 1995),
+            (2, "Solo (2000)", "Drama", 2000),
+            (3, "Nothing", C.NO_GENRES, None),
+        ],
+    )
     tags = frame(spark, TAGS, [(1, 1, "Pixar"), (2, 1, "pixar"), (1, 1, "fun"), (1, 9, "not in the catalogue")])
-    expected = frame(spark, FEATURES, [
-        (1, "Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy", 1995, "Adventure", "Animation",
-         *flags("Adventure", "Animation", "Children", "Comedy", "Fantasy"), ["pixar", "fun"]),
-        # No tags: an empty list, never null (the tag index columns are built from it).
-        (2, "Solo (2000)", "Drama", 2000, "Drama", None, *flags("Drama"), []),
-        (3, "Nothing", C.NO_GENRES, None, C.NO_GENRES, None, *flags(C.NO_GENRES), []),
-    ])
+    expected = frame(
+        spark,
+        FEATURES,
+        [
+            (
+                1,
+                "Toy Story (1995)",
+                "Adventure|Animation|Children|Comedy|Fantasy",
+                1995,
+                "Adventure",
+                "Animation",
+                *flags("Adventure", "Animation", "Children", "Comedy", "Fantasy"),
+                ["pixar", "fun"],
+            ),
+            # No tags: an empty list, never null (the tag index columns are built from it).
+            (2, "Solo (2000)", "Drama", 2000, "Drama", None, *flags("Drama"), []),
+            (3, "Nothing", C.NO_GENRES, None, C.NO_GENRES, None, *flags(C.NO_GENRES), []),
+        ],
+    )
     assertDataFrameEqual(features.movie_features(movies, tags, 2), expected)
 
 
 def test_movie_features_without_a_tags_file_gives_every_movie_no_tags(spark):
     movies = frame(spark, MOVIES, [(2, "Solo (2000)", "Drama|War", 2000)])
-    expected = frame(spark, FEATURES, [(2, "Solo (2000)", "Drama|War", 2000, "Drama", "War", *flags("Drama", "War"), [])])
+    expected = frame(
+        spark, FEATURES, [(2, "Solo (2000)", "Drama|War", 2000, "Drama", "War", *flags("Drama", "War"), [])]
+    )
     assertDataFrameEqual(features.movie_features(movies, None, 3), expected)
 
 
@@ -133,13 +161,20 @@ def test_labelled_adds_an_integer_like(spark):
 
 def test_interactions_carry_the_movie_fields_the_model_reads(spark):
     ratings = frame(spark, RATINGS, [(1, 1, 4.0, 10), (1, 2, 2.0, 11), (2, 1, 3.0, 12), (2, 9, 5.0, 13)])
-    movies = features.movie_features(frame(spark, MOVIES, [
-        (1, "Toy Story (1995)", "Animation|Comedy", 1995), (2, "Nothing", C.NO_GENRES, None)]), None, 3)
-    expected = frame(spark, "userId int, movieId int, rating double, timestamp long, like int, release_year int, "
-                            "genre1 string, genre2 string", [
-        (1, 1, 4.0, 10, 1, 1995, "Animation", "Comedy"),
-        (1, 2, 2.0, 11, 0, None, C.NO_GENRES, None),
-        (2, 1, 3.0, 12, 0, 1995, "Animation", "Comedy"),
-        # The rating of a movie not in the table is dropped (validation quarantined it already).
-    ])
+    movies = features.movie_features(
+        frame(spark, MOVIES, [(1, "Toy Story (1995)", "Animation|Comedy", 1995), (2, "Nothing", C.NO_GENRES, None)]),
+        None,
+        3,
+    )
+    expected = frame(
+        spark,
+        "userId int, movieId int, rating double, timestamp long, like int, release_year int, "
+        "genre1 string, genre2 string",
+        [
+            (1, 1, 4.0, 10, 1, 1995, "Animation", "Comedy"),
+            (1, 2, 2.0, 11, 0, None, C.NO_GENRES, None),
+            (2, 1, 3.0, 12, 0, 1995, "Animation", "Comedy"),
+            # The rating of a movie not in the table is dropped (validation quarantined it already).
+        ],
+    )
     assertDataFrameEqual(features.interactions(ratings, movies, 3.5), expected)

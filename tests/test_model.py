@@ -13,6 +13,7 @@ import pytest
 from sparkrec.core import columns as C
 from sparkrec.core import metrics
 from sparkrec.models import pairwise as M
+from sparkrec.models import saved
 from sparkrec.train.config import TrainConfig
 from sparkrec.train.stages import configure_runtime
 
@@ -25,7 +26,7 @@ def random_inputs(model: keras.Model, rows: int, seed: int = 0) -> dict[str, np.
     """Valid random values for every input of `model` under SMALL_VOCAB."""
     rng = np.random.default_rng(seed)
     values = {}
-    for name, tensor in zip(M.input_names(model), model.inputs):
+    for name in M.input_names(model):
         width = len(M.INPUT_COLUMNS[name])
         if name == M.GENRE_FLAGS:
             values[name] = rng.integers(0, 2, (rows, width)).astype("float32")
@@ -62,7 +63,7 @@ def test_models_save_and_load_in_safe_mode_with_identical_predictions(model, tmp
     x = random_inputs(model, rows=64)
     before = model.predict(x, verbose=0)
     model.save(tmp_path / "model.keras")
-    loaded = M.load(tmp_path / "model.keras")
+    loaded = saved.load(tmp_path / "model.keras")
     after = loaded.predict(x, verbose=0)
     assert sorted(after) == sorted(before)
     for name in before:
@@ -90,7 +91,9 @@ def test_first_dense_is_the_sum_of_per_input_projections(model):
     """The scorer's factorization: interaction(concat(v_i)) == sum_i v_i @ W[block_i] + b."""
     x = random_inputs(model, rows=16, seed=1)
     names = M.input_names(model)
-    vectors = keras.Model(model.inputs, [model.get_layer(f"vector_{name}").output for name in names]).predict(x, verbose=0)
+    vectors = keras.Model(model.inputs, [model.get_layer(f"vector_{name}").output for name in names]).predict(
+        x, verbose=0
+    )
     interaction = keras.Model(model.inputs, model.get_layer("interaction").output).predict(x, verbose=0)
     kernel, bias = model.get_layer("interaction").get_weights()
     blocks = M.first_dense_blocks(model)
@@ -138,8 +141,19 @@ def test_auc_counts_ordered_pairs_and_half_ties():
 
 
 def test_log_loss_is_the_mean_binary_cross_entropy_with_clipping():
-    expected = -(math.log(0.9) + math.log(0.6) + math.log(0.3) + math.log(0.8)
-                 + math.log(0.6) + math.log(0.4) + math.log(0.9) + math.log(0.5)) / 8
+    expected = (
+        -(
+            math.log(0.9)
+            + math.log(0.6)
+            + math.log(0.3)
+            + math.log(0.8)
+            + math.log(0.6)
+            + math.log(0.4)
+            + math.log(0.9)
+            + math.log(0.5)
+        )
+        / 8
+    )
     assert metrics.log_loss(Y, P) == pytest.approx(expected, rel=1e-12)
     assert metrics.log_loss([1], [0.0]) == pytest.approx(-math.log(metrics.EPSILON))
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from helpers import frame, write_files
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from sparkrec.core import columns as C
 from sparkrec.prepare import movielens, releases
 from sparkrec.prepare.movielens import InputError, InputFile
+
+from helpers import frame, write_files
 
 RATINGS = "userId int, movieId int, rating double, timestamp long, _corrupt_record string"
 MOVIES = "movieId int, title string, genres string, _corrupt_record string"
@@ -25,8 +26,11 @@ HEADER = "userId,movieId,rating,timestamp\n"
 # --- locate: what test_releases.py does not try ---
 
 
-@pytest.mark.parametrize("make", [lambda tmp: tmp / "nowhere", lambda tmp: write_files(tmp, {"ratings.csv": ""})
-                                  / "ratings.csv"], ids=["missing", "a-file"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda tmp: tmp / "nowhere", lambda tmp: write_files(tmp, {"ratings.csv": ""}) / "ratings.csv"],
+    ids=["missing", "a-file"],
+)
 def test_locate_needs_a_directory(tmp_path, make):
     path = make(tmp_path)
     with pytest.raises(InputError) as caught:
@@ -35,8 +39,10 @@ def test_locate_needs_a_directory(tmp_path, make):
 
 
 def test_locate_records_each_present_file_and_skips_absent_optional_ones(tmp_path):
-    directory = write_files(tmp_path / "ml", {"ratings.csv": HEADER + "1,1,4.0,5\n", "movies.csv": "m\n",
-                                              "links.csv": "", "README.txt": "x"})
+    directory = write_files(
+        tmp_path / "ml",
+        {"ratings.csv": HEADER + "1,1,4.0,5\n", "movies.csv": "m\n", "links.csv": "", "README.txt": "x"},
+    )
     found = movielens.locate(None, str(directory) + "/")
     assert found.files == {
         "ratings": InputFile("ratings", "ratings.csv", f"{directory}/ratings.csv", 42),
@@ -46,11 +52,14 @@ def test_locate_records_each_present_file_and_skips_absent_optional_ones(tmp_pat
     assert found.schema("ratings") == C.RATINGS_SCHEMA
 
 
-@pytest.mark.parametrize("names, missing", [
-    (["movies.csv", "tags.csv"], "ratings.csv: required file missing (grouplens layout)"),
-    (["rating.csv", "tag.csv", "link.csv"], "movie.csv: required file missing (kaggle layout)"),
-    (["ratings.dat", "users.dat"], "movies.dat: required file missing (ml-1m layout)"),
-])
+@pytest.mark.parametrize(
+    "names, missing",
+    [
+        (["movies.csv", "tags.csv"], "ratings.csv: required file missing (grouplens layout)"),
+        (["rating.csv", "tag.csv", "link.csv"], "movie.csv: required file missing (kaggle layout)"),
+        (["ratings.dat", "users.dat"], "movies.dat: required file missing (ml-1m layout)"),
+    ],
+)
 def test_locate_names_the_missing_required_file(tmp_path, names, missing):
     directory = write_files(tmp_path / "ml", {name: "" for name in names})
     with pytest.raises(InputError) as caught:
@@ -63,35 +72,48 @@ def test_fingerprint_records_each_files_sha256(tmp_path):
     found = movielens.locate(None, str(write_files(tmp_path / "ml", contents)))
     movielens.fingerprint(found)
     assert {file.name: file.sha256 for file in found.files.values()} == {
-        name: hashlib.sha256(text.encode()).hexdigest() for name, text in contents.items()}
+        name: hashlib.sha256(text.encode()).hexdigest() for name, text in contents.items()
+    }
 
 
 # --- headers ---
 
 
-@pytest.mark.parametrize("header", [
-    "userId,movieId,rating,timestamp",
-    "userId,movieId,rating,timestamp\r",
-    " userId , movieId,rating,timestamp",
-    "\ufeffuserId,movieId,rating,timestamp",
-    "userId,movieId,rating,timestamp,comment",  # columns past the declared ones are never read
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "userId,movieId,rating,timestamp",
+        "userId,movieId,rating,timestamp\r",
+        " userId , movieId,rating,timestamp",
+        "\ufeffuserId,movieId,rating,timestamp",
+        "userId,movieId,rating,timestamp,comment",  # columns past the declared ones are never read
+    ],
+)
 def test_check_header_accepts(tmp_path, header):
     path = write_files(tmp_path, {"ratings.csv": header + "\n1,2,3.0,4\n"}) / "ratings.csv"
     movielens.check_header(None, str(path), C.RATINGS_SCHEMA)
 
 
-@pytest.mark.parametrize("header, problem", [
-    ("userId,movieId,rating", "missing column(s) timestamp in header userId,movieId,rating"),
-    ("userId,rating", "missing column(s) movieId, timestamp in header userId,rating"),
-    ("UserId,movieId,rating,timestamp", "missing column(s) userId in header UserId,movieId,rating,timestamp"),
-    ("userId;movieId;rating;timestamp",
-     "missing column(s) userId, movieId, rating, timestamp in header userId;movieId;rating;timestamp"),
-    ("movieId,userId,rating,timestamp",
-     "header movieId,userId,rating,timestamp is not in the expected order userId,movieId,rating,timestamp"),
-    ("id,userId,movieId,rating,timestamp",
-     "header id,userId,movieId,rating,timestamp is not in the expected order userId,movieId,rating,timestamp"),
-])
+@pytest.mark.parametrize(
+    "header, problem",
+    [
+        ("userId,movieId,rating", "missing column(s) timestamp in header userId,movieId,rating"),
+        ("userId,rating", "missing column(s) movieId, timestamp in header userId,rating"),
+        ("UserId,movieId,rating,timestamp", "missing column(s) userId in header UserId,movieId,rating,timestamp"),
+        (
+            "userId;movieId;rating;timestamp",
+            "missing column(s) userId, movieId, rating, timestamp in header userId;movieId;rating;timestamp",
+        ),
+        (
+            "movieId,userId,rating,timestamp",
+            "header movieId,userId,rating,timestamp is not in the expected order userId,movieId,rating,timestamp",
+        ),
+        (
+            "id,userId,movieId,rating,timestamp",
+            "header id,userId,movieId,rating,timestamp is not in the expected order userId,movieId,rating,timestamp",
+        ),
+    ],
+)
 def test_check_header_rejects_in_one_line(tmp_path, header, problem):
     path = write_files(tmp_path, {"ratings.csv": header + "\n"}) / "ratings.csv"
     with pytest.raises(InputError) as caught:
@@ -100,8 +122,10 @@ def test_check_header_rejects_in_one_line(tmp_path, header, problem):
 
 
 def test_check_headers_checks_every_csv_with_a_header(tmp_path):
-    directory = write_files(tmp_path / "ml", {"ratings.csv": HEADER, "movies.csv": "movieId,title,genres\n",
-                                              "links.csv": "movieId,tmdbId,imdbId\n"})
+    directory = write_files(
+        tmp_path / "ml",
+        {"ratings.csv": HEADER, "movies.csv": "movieId,title,genres\n", "links.csv": "movieId,tmdbId,imdbId\n"},
+    )
     with pytest.raises(InputError, match=r"links\.csv: header movieId,tmdbId,imdbId is not in the expected order"):
         movielens.check_headers(None, movielens.locate(None, str(directory)))
 
@@ -115,59 +139,96 @@ def test_check_headers_leaves_headerless_files_alone(tmp_path):
 
 
 def test_read_csv_sets_aside_lines_that_do_not_fit(spark, tmp_path):
-    path = write_files(tmp_path, {"ratings.csv": (
-        HEADER
-        + "1,2,3.5,100\n"
-        + "x,2,3.5,101\n"
-        + "1,2,3.5,102,extra\n"
-        + "1,2\n"
-        + "1,,4.0,103\n"  # an empty field is null, not corrupt: validation's null check catches it
-        + "\n"  # blank lines are skipped
-        + "1, 3 ,4.0,104\n"
-    )}) / "ratings.csv"
-    expected = frame(spark, RATINGS, [
-        (1, 2, 3.5, 100, None),
-        (None, 2, 3.5, 101, "x,2,3.5,101"),
-        (1, 2, 3.5, 102, "1,2,3.5,102,extra"),
-        (1, 2, None, None, "1,2"),
-        (1, None, 4.0, 103, None),
-        (1, None, 4.0, 104, "1, 3 ,4.0,104"),
-    ])
+    path = (
+        write_files(
+            tmp_path,
+            {
+                "ratings.csv": (
+                    HEADER
+                    + "1,2,3.5,100\n"
+                    + "x,2,3.5,101\n"
+                    + "1,2,3.5,102,extra\n"
+                    + "1,2\n"
+                    + "1,,4.0,103\n"  # an empty field is null, not corrupt: validation's null check catches it
+                    + "\n"  # blank lines are skipped
+                    + "1, 3 ,4.0,104\n"
+                )
+            },
+        )
+        / "ratings.csv"
+    )
+    expected = frame(
+        spark,
+        RATINGS,
+        [
+            (1, 2, 3.5, 100, None),
+            (None, 2, 3.5, 101, "x,2,3.5,101"),
+            (1, 2, 3.5, 102, "1,2,3.5,102,extra"),
+            (1, 2, None, None, "1,2"),
+            (1, None, 4.0, 103, None),
+            (1, None, 4.0, 104, "1, 3 ,4.0,104"),
+        ],
+    )
     actual = movielens.read_csv(spark, str(path), releases.GROUPLENS.files["ratings"], releases.UTF_8)
     assertDataFrameEqual(actual, expected)
 
 
 def test_read_csv_unquotes_grouplens_titles(spark, tmp_path):
-    path = write_files(tmp_path, {"movies.csv": (
-        "movieId,title,genres\n"
-        '1,"Misérables, Les (1995)",Drama\n'
-        '2,"Shawshank ""Redemption"", The (1994)",Crime|Drama\n'
-        '3,Plain "Quote" (1990),Drama\n'
-        '4,"Unterminated,Drama\n'
-    )}) / "movies.csv"
-    expected = frame(spark, MOVIES, [
-        (1, "Misérables, Les (1995)", "Drama", None),
-        (2, 'Shawshank "Redemption", The (1994)', "Crime|Drama", None),
-        (3, 'Plain "Quote" (1990)', "Drama", None),
-        (4, "Unterminated,Drama", None, '4,"Unterminated,Drama'),
-    ])
+    path = (
+        write_files(
+            tmp_path,
+            {
+                "movies.csv": (
+                    "movieId,title,genres\n"
+                    '1,"Misérables, Les (1995)",Drama\n'
+                    '2,"Shawshank ""Redemption"", The (1994)",Crime|Drama\n'
+                    '3,Plain "Quote" (1990),Drama\n'
+                    '4,"Unterminated,Drama\n'
+                )
+            },
+        )
+        / "movies.csv"
+    )
+    expected = frame(
+        spark,
+        MOVIES,
+        [
+            (1, "Misérables, Les (1995)", "Drama", None),
+            (2, 'Shawshank "Redemption", The (1994)', "Crime|Drama", None),
+            (3, 'Plain "Quote" (1990)', "Drama", None),
+            (4, "Unterminated,Drama", None, '4,"Unterminated,Drama'),
+        ],
+    )
     actual = movielens.read_csv(spark, str(path), releases.GROUPLENS.files["movies"], releases.UTF_8)
     assertDataFrameEqual(actual, expected)
 
 
-@pytest.mark.parametrize("encoding, title", [(releases.LATIN_1, "Misérables (1995)"),
-                                             (releases.UTF_8, "Mis\ufffdrables (1995)")])
+@pytest.mark.parametrize(
+    "encoding, title", [(releases.LATIN_1, "Misérables (1995)"), (releases.UTF_8, "Mis\ufffdrables (1995)")]
+)
 def test_read_csv_decodes_dat_files_by_the_releases_encoding(spark, tmp_path, encoding, title):
-    path = write_files(tmp_path, {"movies.dat": (
-        '1::"Great" Expectations, The (1946)::Drama\n'  # nothing is quoted in a .dat file
-        "2::Mis\xe9rables (1995)::Drama\n"
-        "3::One::Field::Too Many\n"
-    ).encode("latin-1")}) / "movies.dat"
-    expected = frame(spark, MOVIES, [
-        (1, '"Great" Expectations, The (1946)', "Drama", None),
-        (2, title, "Drama", None),
-        (3, "One", "Field", "3::One::Field::Too Many"),
-    ])
+    path = (
+        write_files(
+            tmp_path,
+            {
+                "movies.dat": (
+                    '1::"Great" Expectations, The (1946)::Drama\n'  # nothing is quoted in a .dat file
+                    "2::Mis\xe9rables (1995)::Drama\n"
+                    "3::One::Field::Too Many\n"
+                ).encode("latin-1")
+            },
+        )
+        / "movies.dat"
+    )
+    expected = frame(
+        spark,
+        MOVIES,
+        [
+            (1, '"Great" Expectations, The (1946)', "Drama", None),
+            (2, title, "Drama", None),
+            (3, "One", "Field", "3::One::Field::Too Many"),
+        ],
+    )
     assertDataFrameEqual(movielens.read_csv(spark, str(path), releases.ML_1M.files["movies"], encoding), expected)
 
 
@@ -175,15 +236,31 @@ def test_read_csv_decodes_dat_files_by_the_releases_encoding(spark, tmp_path, en
 
 
 def test_our_genres_maps_every_releases_names(spark):
-    genres = frame(spark, "genres string", [
-        ("Animation|Children's|Comedy",), ("Children|IMAX",), ("unknown",), (C.NO_GENRES,),
-        ("Documentry|Drama",), (None,),
-    ])
-    expected = frame(spark, "genres string", [
-        ("Animation|Children|Comedy",), ("Children|IMAX",), (C.NO_GENRES,), (C.NO_GENRES,),
-        # Kept as written, for validation to quarantine as unmapped_genre.
-        ("Documentry|Drama",), (None,),
-    ])
+    genres = frame(
+        spark,
+        "genres string",
+        [
+            ("Animation|Children's|Comedy",),
+            ("Children|IMAX",),
+            ("unknown",),
+            (C.NO_GENRES,),
+            ("Documentry|Drama",),
+            (None,),
+        ],
+    )
+    expected = frame(
+        spark,
+        "genres string",
+        [
+            ("Animation|Children|Comedy",),
+            ("Children|IMAX",),
+            (C.NO_GENRES,),
+            (C.NO_GENRES,),
+            # Kept as written, for validation to quarantine as unmapped_genre.
+            ("Documentry|Drama",),
+            (None,),
+        ],
+    )
     assertDataFrameEqual(genres.select(movielens.our_genres(F.col(C.GENRES)).alias(C.GENRES)), expected)
 
 
@@ -214,60 +291,93 @@ def u_item(movie, title, date, flag_values, corrupt=None) -> tuple:
 
 
 def test_flagged_genres_lists_u_items_flags_in_our_names(spark):
-    items = frame(spark, U_ITEM, [
-        u_item(1, "A", None, flags("Animation", "Children's", "Comedy")),
-        u_item(2, "B", None, flags()),
-        u_item(3, "C", None, flags("unknown")),
-        u_item(4, "D", None, flags("Western", "Action")),
-        u_item(5, "E", None, (2,) + flags()[1:]),
-        u_item(6, "F", None, (None,) * 19),
-    ])
-    expected = frame(spark, "movieId int, genres string", [
-        (1, "Animation|Children|Comedy"), (2, C.NO_GENRES), (3, C.NO_GENRES),
-        (4, "Action|Western"),  # u.genre's order, whatever order they are named in
-        (5, None), (6, None),  # a flag other than 0 or 1: no genre list, a malformed row
-    ])
+    items = frame(
+        spark,
+        U_ITEM,
+        [
+            u_item(1, "A", None, flags("Animation", "Children's", "Comedy")),
+            u_item(2, "B", None, flags()),
+            u_item(3, "C", None, flags("unknown")),
+            u_item(4, "D", None, flags("Western", "Action")),
+            u_item(5, "E", None, (2,) + flags()[1:]),
+            u_item(6, "F", None, (None,) * 19),
+        ],
+    )
+    expected = frame(
+        spark,
+        "movieId int, genres string",
+        [
+            (1, "Animation|Children|Comedy"),
+            (2, C.NO_GENRES),
+            (3, C.NO_GENRES),
+            (4, "Action|Western"),  # u.genre's order, whatever order they are named in
+            (5, None),
+            (6, None),  # a flag other than 0 or 1: no genre list, a malformed row
+        ],
+    )
     assertDataFrameEqual(items.select(C.MOVIE_ID, movielens.flagged_genres().alias(C.GENRES)), expected)
 
 
 def test_movie_columns_of_u_item_years_from_title_else_release_date(spark):
     comedy = flags("Comedy")
-    items = frame(spark, U_ITEM, [
-        u_item(1, "Toy Story (1995)", "01-Jan-1995", comedy),
-        u_item(2, "Heat (1995)", "01-Jan-1996", comedy),  # the title's year wins
-        u_item(3, 'Good "Quote", A', "05-May-1993", comedy),
-        u_item(4, "Spaced Date", " 01-Jan-1977 ", comedy),
-        u_item(5, "unknown", None, flags("unknown")),
-        u_item(6, "Bad Flag (1996)", "01-Jan-1996", (0, 2) + comedy[2:]),
-        u_item(7, "Too Few Fields (1997)", "01-Jan-1997", (None,) * 19, "7|Too Few Fields (1997)|01-Jan-1997"),
-    ])
-    expected = frame(spark, MOVIE_COLUMNS, [
-        (1, "Toy Story (1995)", "Comedy", 1995, None),
-        (2, "Heat (1995)", "Comedy", 1995, None),
-        (3, 'Good "Quote", A', "Comedy", 1993, None),
-        (4, "Spaced Date", "Comedy", 1977, None),
-        (5, "unknown", C.NO_GENRES, None, None),
-        # No line kept by Spark: the fields, written back as u.item writes them.
-        (6, "Bad Flag (1996)", None, 1996, "6|Bad Flag (1996)|01-Jan-1996||http://x|0|2" + "|0" * 3 + "|1" + "|0" * 13),
-        # Spark's own record of the line stays.
-        (7, "Too Few Fields (1997)", None, 1997, "7|Too Few Fields (1997)|01-Jan-1997"),
-    ])
+    items = frame(
+        spark,
+        U_ITEM,
+        [
+            u_item(1, "Toy Story (1995)", "01-Jan-1995", comedy),
+            u_item(2, "Heat (1995)", "01-Jan-1996", comedy),  # the title's year wins
+            u_item(3, 'Good "Quote", A', "05-May-1993", comedy),
+            u_item(4, "Spaced Date", " 01-Jan-1977 ", comedy),
+            u_item(5, "unknown", None, flags("unknown")),
+            u_item(6, "Bad Flag (1996)", "01-Jan-1996", (0, 2) + comedy[2:]),
+            u_item(7, "Too Few Fields (1997)", "01-Jan-1997", (None,) * 19, "7|Too Few Fields (1997)|01-Jan-1997"),
+        ],
+    )
+    expected = frame(
+        spark,
+        MOVIE_COLUMNS,
+        [
+            (1, "Toy Story (1995)", "Comedy", 1995, None),
+            (2, "Heat (1995)", "Comedy", 1995, None),
+            (3, 'Good "Quote", A', "Comedy", 1993, None),
+            (4, "Spaced Date", "Comedy", 1977, None),
+            (5, "unknown", C.NO_GENRES, None, None),
+            # No line kept by Spark: the fields, written back as u.item writes them.
+            (
+                6,
+                "Bad Flag (1996)",
+                None,
+                1996,
+                "6|Bad Flag (1996)|01-Jan-1996||http://x|0|2" + "|0" * 3 + "|1" + "|0" * 13,
+            ),
+            # Spark's own record of the line stays.
+            (7, "Too Few Fields (1997)", None, 1997, "7|Too Few Fields (1997)|01-Jan-1997"),
+        ],
+    )
     assertDataFrameEqual(movielens.movie_columns(items), expected)
 
 
 def test_movie_columns_of_a_genre_list_maps_names_and_reads_the_titles_year(spark):
-    movies = frame(spark, MOVIES, [
-        (1, "Toy Story (1995)", "Animation|Children's", None),
-        (2, "Fawlty Towers (1975-1979)", "Comedy", None),
-        (3, "Babylon 5", "Sci-Fi", None),
-        (4, "Broken", None, "4,Broken"),
-    ])
-    expected = frame(spark, MOVIE_COLUMNS, [
-        (1, "Toy Story (1995)", "Animation|Children", 1995, None),
-        (2, "Fawlty Towers (1975-1979)", "Comedy", 1975, None),
-        (3, "Babylon 5", "Sci-Fi", None, None),
-        (4, "Broken", None, None, "4,Broken"),
-    ])
+    movies = frame(
+        spark,
+        MOVIES,
+        [
+            (1, "Toy Story (1995)", "Animation|Children's", None),
+            (2, "Fawlty Towers (1975-1979)", "Comedy", None),
+            (3, "Babylon 5", "Sci-Fi", None),
+            (4, "Broken", None, "4,Broken"),
+        ],
+    )
+    expected = frame(
+        spark,
+        MOVIE_COLUMNS,
+        [
+            (1, "Toy Story (1995)", "Animation|Children", 1995, None),
+            (2, "Fawlty Towers (1975-1979)", "Comedy", 1975, None),
+            (3, "Babylon 5", "Sci-Fi", None, None),
+            (4, "Broken", None, None, "4,Broken"),
+        ],
+    )
     assertDataFrameEqual(movielens.movie_columns(movies), expected)
 
 
@@ -275,7 +385,9 @@ def test_movie_columns_of_a_genre_list_maps_names_and_reads_the_titles_year(spar
 
 
 def kaggle(tmp_path, ratings: str) -> movielens.MovieLensInput:
-    directory = write_files(tmp_path / "kaggle", {"rating.csv": HEADER + ratings, "movie.csv": "movieId,title,genres\n"})
+    directory = write_files(
+        tmp_path / "kaggle", {"rating.csv": HEADER + ratings, "movie.csv": "movieId,title,genres\n"}
+    )
     return movielens.locate(None, str(directory))
 
 

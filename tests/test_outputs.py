@@ -22,7 +22,7 @@ import pytest
 from sparkrec.core import outputs
 from sparkrec.core.outputs import OutputError, staged_output
 
-from conftest import ROOT, load_job, tree_digest
+from helpers import ROOT, load_job, tree_digest
 
 
 def user_files(directory: Path) -> Path:
@@ -39,8 +39,14 @@ def commit(output: Path, job: str = "prepare", content: str = "new", **options) 
 
 
 def lock_record(**fields) -> str:
-    record = {"job": "prepare", "run_id": "other", "host": socket.gethostname(), "pid": os.getpid(),
-              "started_unix": int(time.time()), **fields}
+    record = {
+        "job": "prepare",
+        "run_id": "other",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_unix": int(time.time()),
+        **fields,
+    }
     return json.dumps(record)
 
 
@@ -74,8 +80,10 @@ def test_the_same_jobs_output_and_an_empty_directory_are_replaced(tmp_path):
 @pytest.mark.parametrize(
     "make, reason",
     [
-        (lambda p: user_files(p),
-         r"it is not a prepare output \(no _sparkrec.json naming prepare\) and holds other files"),
+        (
+            lambda p: user_files(p),
+            r"it is not a prepare output \(no _sparkrec.json naming prepare\) and holds other files",
+        ),
         (lambda p: commit(p, job="score"), "it is the output of the score job, not of prepare"),
         (lambda p: p.write_text("a file\n"), "it is a file, not a directory"),
     ],
@@ -112,8 +120,11 @@ def test_an_input_or_a_directory_around_it_is_refused_even_forced(tmp_path, outp
     target = str(root / output) if output else str(root)
     before = tree_digest(tmp_path)
     for force in (False, True):
-        with pytest.raises(OutputError, match=rf"^refusing to write {re.escape(target)}: it {relation} "
-                                              rf"the --data directory {re.escape(str(root / data))}$"):
+        with pytest.raises(
+            OutputError,
+            match=rf"^refusing to write {re.escape(target)}: it {relation} "
+            rf"the --data directory {re.escape(str(root / data))}$",
+        ):
             commit(Path(target), inputs={"--data": str(root / data)}, force=force)
     assert tree_digest(tmp_path) == before
 
@@ -142,8 +153,11 @@ def test_a_foreign_sibling_is_refused_even_forced(tmp_path, suffix):
     commit(tmp_path / "out", content="committed")
     user_files(tmp_path / f"out{suffix}")
     before = tree_digest(tmp_path)
-    with pytest.raises(OutputError, match=rf"^refusing to touch {tmp_path}/out{re.escape(suffix)}: it is not a "
-                                          r"prepare output .* move it away$"):
+    with pytest.raises(
+        OutputError,
+        match=rf"^refusing to touch {tmp_path}/out{re.escape(suffix)}: it is not a "
+        r"prepare output .* move it away$",
+    ):
         commit(tmp_path / "out", extra=(".backup",), force=True)
     assert tree_digest(tmp_path) == before
 
@@ -197,8 +211,10 @@ def test_a_live_holder_makes_a_second_run_fail_at_once_naming_it(tmp_path):
     commit(tmp_path / "out", content="committed")
     (tmp_path / "out.lock").write_text(lock_record(job="prepare", pid=os.getpid()))
     before = tree_digest(tmp_path)
-    message = (rf"^{tmp_path}/out is being written by a prepare run \(host {re.escape(socket.gethostname())}, "
-               rf"pid {os.getpid()}, started [0-9: -]+\): its lock is {tmp_path}/out.lock$")
+    message = (
+        rf"^{tmp_path}/out is being written by a prepare run \(host {re.escape(socket.gethostname())}, "
+        rf"pid {os.getpid()}, started [0-9: -]+\): its lock is {tmp_path}/out.lock$"
+    )
     with pytest.raises(OutputError, match=message):
         commit(tmp_path / "out", force=True)
     assert tree_digest(tmp_path) == before
@@ -251,22 +267,29 @@ def test_taking_over_puts_back_a_lock_that_a_newer_run_took_first(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.lock"]
 
 
-@pytest.mark.parametrize("make", [lambda p: p.write_text("my own notes\n"), lambda p: user_files(p)],
-                         ids=["file", "directory"])
+@pytest.mark.parametrize(
+    "make", [lambda p: p.write_text("my own notes\n"), lambda p: user_files(p)], ids=["file", "directory"]
+)
 def test_a_file_named_like_the_lock_that_is_not_one_is_kept(tmp_path, make):
     make(tmp_path / "out.lock")
     make_stale(tmp_path / "out.lock")
     before = tree_digest(tmp_path)
-    with pytest.raises(OutputError, match=rf"^refusing to touch {tmp_path}/out.lock: it is (not a sparkrec lock "
-                                          r"file|a directory, not a sparkrec lock); move it away$"):
+    with pytest.raises(
+        OutputError,
+        match=rf"^refusing to touch {tmp_path}/out.lock: it is (not a sparkrec lock "
+        r"file|a directory, not a sparkrec lock); move it away$",
+    ):
         commit(tmp_path / "out", force=True)
     assert tree_digest(tmp_path) == before
 
 
 def test_a_run_whose_lock_was_taken_over_does_not_commit(tmp_path):
     commit(tmp_path / "out", content="committed")
-    with pytest.raises(OutputError, match=rf"out.lock was taken over by another run: {tmp_path}/out not replaced, "
-                                          rf"this run's output is left in {tmp_path}/out.staging$"):
+    with pytest.raises(
+        OutputError,
+        match=rf"out.lock was taken over by another run: {tmp_path}/out not replaced, "
+        rf"this run's output is left in {tmp_path}/out.staging$",
+    ):
         with staged_output(None, str(tmp_path / "out"), "prepare") as staging:
             Path(staging, "content.txt").write_text("late")
             (tmp_path / "out.lock").write_text(lock_record(run_id="the-new-holder"))
@@ -328,8 +351,13 @@ def refusals(job: str):
     """(case, output relative to the world, extra argv, message pattern) for each refusal that applies to `job`."""
     cases = [
         ("foreign", "mine", [], rf"refusing to replace {{world}}/mine: it is not a {job} output"),
-        ("other-job", "done", [], rf"refusing to replace {{world}}/done: it is the output of the "
-                                  rf"{'score' if job != 'score' else 'prepare'} job"),
+        (
+            "other-job",
+            "done",
+            [],
+            rf"refusing to replace {{world}}/done: it is the output of the "
+            rf"{'score' if job != 'score' else 'prepare'} job",
+        ),
     ]
     if job in INPUT_FLAG:
         flag = INPUT_FLAG[job]
@@ -340,12 +368,14 @@ def refusals(job: str):
         ]
     if job in ("score", "evaluate"):
         cases.append(
-            ("is-model", "model", ["--force"], r"refusing to write {world}/model: it is the --model directory"))
+            ("is-model", "model", ["--force"], r"refusing to write {world}/model: it is the --model directory")
+        )
     return [(job, *case) for case in cases]
 
 
 @pytest.mark.parametrize(
-    "job, case, output, extra, message", [c for job in JOB_ARGS for c in refusals(job)],
+    "job, case, output, extra, message",
+    [c for job in JOB_ARGS for c in refusals(job)],
     ids=[f"{job}-{c[1]}" for job in JOB_ARGS for c in refusals(job)],
 )
 def test_every_job_refuses_before_any_work_and_touches_nothing(spark, world, job, case, output, extra, message):
@@ -364,9 +394,15 @@ def test_every_job_refuses_before_any_work_and_touches_nothing(spark, world, job
 def test_every_job_exits_with_one_line_and_code_1_on_a_refused_output(world, job):
     before = tree_digest(world.parent)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / f"{job}.py"), *JOB_ARGS[job](str(world / "data"), str(world / "model"),
-                                                                          str(world / "mine"))],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            str(ROOT / "jobs" / f"{job}.py"),
+            *JOB_ARGS[job](str(world / "data"), str(world / "model"), str(world / "mine")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
@@ -381,16 +417,31 @@ def test_two_prepares_into_one_output_one_fails_at_once_and_one_commits(tmp_path
     raw = tmp_path / "raw"
     load_job("generate").main(["--output", str(raw), "--users", "40", "--seed", "3"])
     output = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "jobs" / "prepare.py"), "--input", str(raw), "--output", str(output),
-               "--set", "sample_users=all", "--set", "figures=false"]
+    command = [
+        sys.executable,
+        str(ROOT / "jobs" / "prepare.py"),
+        "--input",
+        str(raw),
+        "--output",
+        str(output),
+        "--set",
+        "sample_users=all",
+        "--set",
+        "figures=false",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = [subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+        for _ in range(2)
+    ]
     results = [(run.wait(timeout=600), run.stderr.read()) for run in runs]
     assert sorted(code for code, _ in results) == [0, 1]
     _, loser = next(result for result in results if result[0] == 1)
-    assert re.fullmatch(rf"prepare: {output} is being written by a prepare run \(host .+, pid \d+, started "
-                        rf"[0-9: -]+\): its lock is {output}.lock", loser.strip().splitlines()[-1])
+    assert re.fullmatch(
+        rf"prepare: {output} is being written by a prepare run \(host .+, pid \d+, started "
+        rf"[0-9: -]+\): its lock is {output}.lock",
+        loser.strip().splitlines()[-1],
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]
     manifest = json.loads((output / "manifest.json").read_text())
     assert manifest["rows"]["sampled_users"] == 40 and manifest["rows"]["train"] > 0

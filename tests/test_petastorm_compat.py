@@ -16,9 +16,13 @@ from sparkrec.core import petastorm_compat as compat
 @pytest.fixture()
 def store(tmp_path):
     """A Spark-like Parquet store: two data files (two row groups in one), summaries and checksums."""
-    pq.write_table(pa.table({"a": [1, 2, 3, 4], "b": ["w", "x", "y", "z"]}), tmp_path / "part-1.parquet", row_group_size=2)
+    pq.write_table(
+        pa.table({"a": [1, 2, 3, 4], "b": ["w", "x", "y", "z"]}), tmp_path / "part-1.parquet", row_group_size=2
+    )
     pq.write_table(pa.table({"a": [5], "b": ["v"]}), tmp_path / "part-0.parquet")
-    pq.write_metadata(pa.schema([("a", pa.int64()), ("b", pa.string())], metadata={b"k": b"v"}), tmp_path / "_common_metadata")
+    pq.write_metadata(
+        pa.schema([("a", pa.int64()), ("b", pa.string())], metadata={b"k": b"v"}), tmp_path / "_common_metadata"
+    )
     for name in ("_SUCCESS", ".part-0.parquet.crc"):
         (tmp_path / name).write_bytes(b"")
     return tmp_path

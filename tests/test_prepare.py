@@ -17,7 +17,7 @@ from sparkrec.core.config import ConfigError
 from sparkrec.prepare.movielens import InputError
 from sparkrec.prepare.validation import TooManyBadRows
 
-from conftest import tree_digest
+from helpers import tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,12 +33,20 @@ def read_split(path: Path) -> pd.DataFrame:
 def test_manifest_counts_on_ml_latest_small(prepared_small):
     m = manifest(prepared_small)
     assert m["rows"] == {
-        "ratings_read": 100836, "ratings_valid": 100836,
-        "movies_read": 9742, "movies_valid": 9742,
-        "tags_read": 3683, "tags_valid": 3683,
-        "links_read": 9742, "links_valid": 9742,
-        "quarantine": 0, "interactions": 100836, "sampled_users": 610,
-        "train": 90828, "test": 10008, "movies_table": 9742,
+        "ratings_read": 100836,
+        "ratings_valid": 100836,
+        "movies_read": 9742,
+        "movies_valid": 9742,
+        "tags_read": 3683,
+        "tags_valid": 3683,
+        "links_read": 9742,
+        "links_valid": 9742,
+        "quarantine": 0,
+        "interactions": 100836,
+        "sampled_users": 610,
+        "train": 90828,
+        "test": 10008,
+        "movies_table": 9742,
     }
     assert m["quarantine"] == {"ratings.csv": {}, "movies.csv": {}, "tags.csv": {}, "links.csv": {}}
     assert m["vocab_sizes"] == {"user": 611, "movie": 9725, "genre": 21, "year": 107, "tag": 1052}
@@ -182,14 +190,26 @@ RATINGS_HEADER = "userId,movieId,rating,timestamp\n"
     "movies, ratings, settings, message",
     [
         (MOVIES_CSV, RATINGS_HEADER, [], "{input}/ratings.csv: no data rows, only a header"),
-        ("movieId,title,genres\n", RATINGS_HEADER + "1,1,4.0,1\n", [],
-         "{input}/movies.csv: no data rows, only a header"),
-        (MOVIES_CSV, RATINGS_HEADER + "1,1,4.0,1\n2,2,3.0,2\n", ["split=temporal"],
-         "{input}/ratings.csv: the train split of the 2 sampled users would be empty (split=temporal, "
-         "test_fraction=0.1)"),
-        (MOVIES_CSV, RATINGS_HEADER + "1,1,4.0,1\n1,2,3.0,2\n", ["test_fraction=0.0001"],
-         "{input}/ratings.csv: the test split of the 1 sampled users would be empty (split=random, "
-         "test_fraction=0.0001)"),
+        (
+            "movieId,title,genres\n",
+            RATINGS_HEADER + "1,1,4.0,1\n",
+            [],
+            "{input}/movies.csv: no data rows, only a header",
+        ),
+        (
+            MOVIES_CSV,
+            RATINGS_HEADER + "1,1,4.0,1\n2,2,3.0,2\n",
+            ["split=temporal"],
+            "{input}/ratings.csv: the train split of the 2 sampled users would be empty (split=temporal, "
+            "test_fraction=0.1)",
+        ),
+        (
+            MOVIES_CSV,
+            RATINGS_HEADER + "1,1,4.0,1\n1,2,3.0,2\n",
+            ["test_fraction=0.0001"],
+            "{input}/ratings.csv: the test split of the 1 sampled users would be empty (split=random, "
+            "test_fraction=0.0001)",
+        ),
     ],
     ids=["ratings-header-only", "movies-header-only", "empty-train-split", "empty-test-split"],
 )
@@ -239,8 +259,10 @@ def test_kaggle_layout_gives_the_same_sample(prepare_job, ml_small, tmp_path):
     assert m["rows"]["ratings_valid"] == 100836 and m["rows"]["quarantine"] == 0
     train = read_split(output / "train")
     raw = pd.read_csv(ml_small / "ratings.csv").set_index([C.USER_ID, C.MOVIE_ID])
-    assert (train.set_index([C.USER_ID, C.MOVIE_ID])[C.TIMESTAMP] == raw[C.TIMESTAMP]
-            .reindex(train.set_index([C.USER_ID, C.MOVIE_ID]).index)).all()
+    assert (
+        train.set_index([C.USER_ID, C.MOVIE_ID])[C.TIMESTAMP]
+        == raw[C.TIMESTAMP].reindex(train.set_index([C.USER_ID, C.MOVIE_ID]).index)
+    ).all()
 
 
 @pytest.mark.slow
@@ -251,8 +273,20 @@ def test_same_sample_split_and_vocab_whatever_the_partitioning(spark, prepare_jo
     for partitions in ("3", "11"):
         spark.conf.set("spark.sql.shuffle.partitions", partitions)
         output = tmp_path / f"p{partitions}"
-        prepare_job.main(["--input", str(ml_small), "--output", str(output), "--set", "sample_users=100",
-                          "--set", "figures=false", "--set", f"raw_cache={cache}"])
+        prepare_job.main(
+            [
+                "--input",
+                str(ml_small),
+                "--output",
+                str(output),
+                "--set",
+                "sample_users=100",
+                "--set",
+                "figures=false",
+                "--set",
+                f"raw_cache={cache}",
+            ]
+        )
         outputs.append(output)
     spark.conf.set("spark.sql.shuffle.partitions", "4")
     assert sorted(p.name.split("-")[1] for p in cache.iterdir()) == ["links", "movies", "ratings", "tags"]
@@ -271,9 +305,17 @@ def test_same_sample_split_and_vocab_whatever_the_partitioning(spark, prepare_jo
 def test_job_exits_nonzero_with_one_line_reason(ml_small_copy, tmp_path):
     (ml_small_copy / "ratings.csv").unlink()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "prepare.py"), "--input", str(ml_small_copy), "--output",
-         str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "prepare.py"),
+            "--input",
+            str(ml_small_copy),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]

@@ -13,11 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkrec.core import columns as C
-from sparkrec.prepare import features, movielens, stages as prepare
-from sparkrec.synthetic import generator as synthetic
-from sparkrec.prepare.movielens import InputError
 from sparkrec.core.runinfo import StageTimer, get_logger
+from sparkrec.prepare import features, movielens
+from sparkrec.prepare import stages as prepare
 from sparkrec.prepare.config import PrepareConfig
+from sparkrec.prepare.movielens import InputError
+from sparkrec.synthetic import generator as synthetic
+from sparkrec.synthetic.catalogue import make_catalogue
+from sparkrec.synthetic.shape import LAYOUTS, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,15 +59,32 @@ NO_RELEASE = (
     [
         (["u.data", "u.item"], "ml-100k", "u.data, u.item present"),
         (["u.data", "u.item", "u.user", "u.genre", "README"], "ml-100k", "u.data, u.item, u.user, u.genre present"),
-        (["ratings.dat", "movies.dat", "users.dat"], "ml-1m",
-         "ratings.dat, movies.dat, users.dat present; tags.dat absent"),
+        (
+            ["ratings.dat", "movies.dat", "users.dat"],
+            "ml-1m",
+            "ratings.dat, movies.dat, users.dat present; tags.dat absent",
+        ),
         (["ratings.dat", "movies.dat"], "ml-1m", "ratings.dat, movies.dat present; tags.dat absent"),
         (["ratings.dat", "movies.dat", "tags.dat"], "ml-10m", "tags.dat present"),
         # ML-20M and ML-25M (with genome files), ML-32M and ml-latest-small (without): one layout.
-        (["ratings.csv", "movies.csv", "tags.csv", "links.csv", "genome-scores.csv", "genome-tags.csv", "README.txt"],
-         "grouplens", "ratings.csv, movies.csv, tags.csv, links.csv, genome-scores.csv, genome-tags.csv present"),
-        (["ratings.csv", "movies.csv", "tags.csv", "links.csv", "checksums.txt"], "grouplens",
-         "ratings.csv, movies.csv, tags.csv, links.csv present"),
+        (
+            [
+                "ratings.csv",
+                "movies.csv",
+                "tags.csv",
+                "links.csv",
+                "genome-scores.csv",
+                "genome-tags.csv",
+                "README.txt",
+            ],
+            "grouplens",
+            "ratings.csv, movies.csv, tags.csv, links.csv, genome-scores.csv, genome-tags.csv present",
+        ),
+        (
+            ["ratings.csv", "movies.csv", "tags.csv", "links.csv", "checksums.txt"],
+            "grouplens",
+            "ratings.csv, movies.csv, tags.csv, links.csv present",
+        ),
         (["rating.csv", "movie.csv", "tag.csv"], "kaggle", "rating.csv, movie.csv, tag.csv present"),
     ],
 )
@@ -81,9 +101,11 @@ def test_release_is_recognised_from_its_files(tmp_path, names, layout, why):
     [
         ([], NO_RELEASE),
         (["README.txt", "ratings.txt", "movies.json"], NO_RELEASE),
-        (["u.data", "u.item", "ratings.csv", "movies.csv"],
-         "{dir}: holds files of more than one MovieLens release: ML-100K (u.data, u.item present); "
-         "ML-20M, ML-25M, ML-32M or ml-latest (ratings.csv, movies.csv present)"),
+        (
+            ["u.data", "u.item", "ratings.csv", "movies.csv"],
+            "{dir}: holds files of more than one MovieLens release: ML-100K (u.data, u.item present); "
+            "ML-20M, ML-25M, ML-32M or ml-latest (ratings.csv, movies.csv present)",
+        ),
         (["ratings.dat", "tags.dat"], "{dir}/movies.dat: required file missing (ml-10m layout)"),
         (["u.item", "u.genre"], "{dir}/u.data: required file missing (ml-100k layout)"),
     ],
@@ -107,8 +129,12 @@ def test_u_genre_in_another_order_fails_before_any_work(tmp_path):
 
 # --- each layout read to exact rows ---
 
-def read(spark, directory: Path, config: PrepareConfig | None = None,
-         ) -> tuple[movielens.MovieLensInput, prepare.Validated]:
+
+def read(
+    spark,
+    directory: Path,
+    config: PrepareConfig | None = None,
+) -> tuple[movielens.MovieLensInput, prepare.Validated]:
     config = config or PrepareConfig()
     extracted = prepare.extract(spark, str(directory), config, StageTimer(get_logger("test")))
     return extracted.source, prepare.validate(extracted)
@@ -133,7 +159,7 @@ def quarantine_of(validated: prepare.Validated, source: movielens.MovieLensInput
 
 ML100K = {
     "u.data": "1\t1\t5\t874965758\n1\t2\t3\t876893171\n2\t3\t4\t878542960\n2\t4\t1\t878542961\n"
-              "2\t9\t4\t878542962\n2\t1\t3.5\t878542963\noops\n",
+    "2\t9\t4\t878542962\n2\t1\t3.5\t878542963\noops\n",
     # 19 flags in u.genre's order: unknown, Action, Adventure, Animation, Children's, Comedy, Crime,
     # Documentary, Drama, Fantasy, Film-Noir, Horror, Musical, Mystery, Romance, Sci-Fi, Thriller, War, Western
     "u.item": (
@@ -178,21 +204,29 @@ def test_ml100k_read_natively(spark, tmp_path):
         8: {"genre_no_genres_listed"},
     }
     assert rows(validated.good("ratings"), C.USER_ID, C.MOVIE_ID, C.RATING, C.TIMESTAMP) == [
-        (1, 1, 5.0, 874965758), (1, 2, 3.0, 876893171), (2, 3, 4.0, 878542960), (2, 4, 1.0, 878542961),
+        (1, 1, 5.0, 874965758),
+        (1, 2, 3.0, 876893171),
+        (2, 3, 4.0, 878542960),
+        (2, 4, 1.0, 878542961),
     ]
-    assert quarantine_of(validated, source) == sorted([
-        ("u.data", "malformed_row", "oops"),
-        ("u.data", "rating_off_whole_star_grid", "2,1,3.5,878542963"),
-        ("u.data", "unknown_movie", "2,9,4.0,878542962"),
-        ("u.item", "malformed_row",
-         "6|Broken Flags (1996)|01-Jan-1996||http://x|0|2|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0"),
-        ("u.item", "malformed_row", "7|Too Few Fields (1997)|01-Jan-1997"),
-    ])
+    assert quarantine_of(validated, source) == sorted(
+        [
+            ("u.data", "malformed_row", "oops"),
+            ("u.data", "rating_off_whole_star_grid", "2,1,3.5,878542963"),
+            ("u.data", "unknown_movie", "2,9,4.0,878542962"),
+            (
+                "u.item",
+                "malformed_row",
+                "6|Broken Flags (1996)|01-Jan-1996||http://x|0|2|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0",
+            ),
+            ("u.item", "malformed_row", "7|Too Few Fields (1997)|01-Jan-1997"),
+        ]
+    )
 
 
 ML1M = {
     "ratings.dat": "1::1::5::978300760\n1::2::3::978302109\n2::3::4::978301968\n2::4::2::978300275\n"
-                   "2::9::4::978824291\n3::1::4.5::978824292\n3::2::x::978824293\n",
+    "2::9::4::978824291\n3::1::4.5::978824292\n3::2::x::978824293\n",
     "movies.dat": (
         "1::Toy Story (1995)::Animation|Children's|Comedy\n"
         "2::Mis\xe9rables, Les (1995)::Drama|Musical\n"
@@ -221,20 +255,25 @@ def test_ml1m_read_natively(spark, tmp_path):
         4: {"genre_drama", "genre_romance"},
     }
     assert rows(validated.good("ratings"), C.USER_ID, C.MOVIE_ID, C.RATING, C.TIMESTAMP) == [
-        (1, 1, 5.0, 978300760), (1, 2, 3.0, 978302109), (2, 3, 4.0, 978301968), (2, 4, 2.0, 978300275),
+        (1, 1, 5.0, 978300760),
+        (1, 2, 3.0, 978302109),
+        (2, 3, 4.0, 978301968),
+        (2, 4, 2.0, 978300275),
     ]
-    assert quarantine_of(validated, source) == sorted([
-        ("ratings.dat", "unknown_movie", "2,9,4.0,978824291"),
-        ("ratings.dat", "rating_off_whole_star_grid", "3,1,4.5,978824292"),
-        ("ratings.dat", "malformed_row", "3::2::x::978824293"),
-        ("movies.dat", "unmapped_genre", "5,Odd Genre (1999),Comedy|Documentry"),
-        ("movies.dat", "malformed_row", "6::Broken Line"),
-    ])
+    assert quarantine_of(validated, source) == sorted(
+        [
+            ("ratings.dat", "unknown_movie", "2,9,4.0,978824291"),
+            ("ratings.dat", "rating_off_whole_star_grid", "3,1,4.5,978824292"),
+            ("ratings.dat", "malformed_row", "3::2::x::978824293"),
+            ("movies.dat", "unmapped_genre", "5,Odd Genre (1999),Comedy|Documentry"),
+            ("movies.dat", "malformed_row", "6::Broken Line"),
+        ]
+    )
 
 
 ML10M = {
     "ratings.dat": "1::1::5::838985046\n1::2::3.5::838983525\n2::3::4.5::868245777\n2::5::1::868245920\n"
-                   "3::9::4::868244562\n3::4::0.5::868244563\n3::6::2::868244564\n",
+    "3::9::4::868244562\n3::4::0.5::868244563\n3::6::2::868244564\n",
     "movies.dat": (
         "1::Toy Story (1995)::Adventure|Animation|Children|Comedy|Fantasy\n"
         "2::Misérables, Les (1995)::Drama\n"
@@ -242,10 +281,13 @@ ML10M = {
         "4::Pull My Daisy (1958)::(no genres listed)\n"
         "5::Avatar (2009)::Action|Adventure|Sci-Fi|IMAX\n"
         "7::Old Name (1990)::Children's|Comedy\n"
-    ).encode("utf-8") + b"6::Bad \xff Bytes (2001)::Drama\n",
-    "tags.dat": ("1::1::Pixar::1188263867\n2::3::so \"bad\" it's good::1188263881\n2::5::3D::1188263882\n"
-                 "3::9::orphan::1188263883\n3::4::::1188263884\n").encode("utf-8")
-                + b"3::1::caf\xe9::1188263885\n",
+    ).encode()
+    + b"6::Bad \xff Bytes (2001)::Drama\n",
+    "tags.dat": (
+        b'1::1::Pixar::1188263867\n2::3::so "bad" it\'s good::1188263881\n2::5::3D::1188263882\n'
+        b"3::9::orphan::1188263883\n3::4::::1188263884\n"
+    )
+    + b"3::1::caf\xe9::1188263885\n",
 }
 
 
@@ -269,24 +311,31 @@ def test_ml10m_read_natively(spark, tmp_path):
         7: {"genre_children", "genre_comedy"},
     }
     assert rows(validated.good("ratings"), C.USER_ID, C.MOVIE_ID, C.RATING, C.TIMESTAMP) == [
-        (1, 1, 5.0, 838985046), (1, 2, 3.5, 838983525), (2, 3, 4.5, 868245777), (2, 5, 1.0, 868245920),
+        (1, 1, 5.0, 838985046),
+        (1, 2, 3.5, 838983525),
+        (2, 3, 4.5, 868245777),
+        (2, 5, 1.0, 868245920),
         (3, 4, 0.5, 868244563),
     ]
     assert rows(validated.good("tags"), C.USER_ID, C.MOVIE_ID, C.TAG, C.TIMESTAMP) == [
-        (1, 1, "Pixar", 1188263867), (2, 3, "so \"bad\" it's good", 1188263881), (2, 5, "3D", 1188263882),
+        (1, 1, "Pixar", 1188263867),
+        (2, 3, 'so "bad" it\'s good', 1188263881),
+        (2, 5, "3D", 1188263882),
     ]
-    assert quarantine_of(validated, source) == sorted([
-        ("ratings.dat", "unknown_movie", "3,9,4.0,868244562"),
-        ("ratings.dat", "unknown_movie", "3,6,2.0,868244564"),
-        ("movies.dat", "undecodable_text", "6,Bad \ufffd Bytes (2001),Drama"),
-        ("tags.dat", "unknown_movie", "3,9,orphan,1188263883"),
-        ("tags.dat", "malformed_row", "3,4,,1188263884"),
-        ("tags.dat", "undecodable_text", "3,1,caf\ufffd,1188263885"),
-    ])
+    assert quarantine_of(validated, source) == sorted(
+        [
+            ("ratings.dat", "unknown_movie", "3,9,4.0,868244562"),
+            ("ratings.dat", "unknown_movie", "3,6,2.0,868244564"),
+            ("movies.dat", "undecodable_text", "6,Bad \ufffd Bytes (2001),Drama"),
+            ("tags.dat", "unknown_movie", "3,9,orphan,1188263883"),
+            ("tags.dat", "malformed_row", "3,4,,1188263884"),
+            ("tags.dat", "undecodable_text", "3,1,caf\ufffd,1188263885"),
+        ]
+    )
 
 
 # A small catalogue with an IMAX movie, a movie without genres, a title without a year, and tags.
-GENERATED = synthetic.settings(40, movies=100, seed=11)
+GENERATED = settings(40, movies=100, seed=11)
 
 
 def test_raw_cache_keeps_releases_apart(spark, tmp_path):
@@ -307,20 +356,21 @@ def test_generated_layouts_read_back_whole(spark, tmp_path):
     the same movies, years and (but where a release lacks a genre) genres as the 20m layout."""
     config = GENERATED
     read_back = {}
-    for layout in synthetic.LAYOUTS:
+    for layout in LAYOUTS:
         record = synthetic.generate(tmp_path / layout, config, layout=layout)
         source, validated = read(spark, tmp_path / layout)
-        assert source.layout == synthetic.LAYOUTS[layout].layout
+        assert source.layout == LAYOUTS[layout].layout
         assert quarantine_of(validated, source) == []
         written = synthetic.table_rows(record, layout)
         assert {table: sum(counts.values()) for table, counts in validated.counts.items()} == {
-            table: written[table] for table in movielens.PARSED if table in written}
+            table: written[table] for table in movielens.PARSED if table in written
+        }
         read_back[layout] = {row[0]: row[1:] for row in movies_of(validated)}
     expected = read_back["20m"]
     assert read_back["10m"] == read_back["1m"] == expected
     genres = [genre for _, listed, _ in expected.values() for genre in listed.split("|")]
     assert "IMAX" in genres and C.NO_GENRES in genres and None in [year for *_, year in expected.values()]
-    catalogue = synthetic.make_catalogue(config)
+    catalogue = make_catalogue(config)
     year_of = dict(zip(catalogue.ids.tolist(), catalogue.years.tolist()))
     for movie, (title, listed, year) in expected.items():
         without_imax = "|".join(g for g in listed.split("|") if g != "IMAX") or C.NO_GENRES
@@ -330,10 +380,23 @@ def test_generated_layouts_read_back_whole(spark, tmp_path):
 
 # --- the same data in two layouts, prepared ---
 
+
 def prepared(prepare_job, directory: Path, output: Path) -> dict:
     """The splits and movie table prepare writes for `directory`, and its manifest's input record."""
-    manifest = prepare_job.main(["--input", str(directory), "--output", str(output), "--set", "sample_users=all",
-                                 "--set", "figures=false", "--set", "test_fraction=0.3"])
+    manifest = prepare_job.main(
+        [
+            "--input",
+            str(directory),
+            "--output",
+            str(output),
+            "--set",
+            "sample_users=all",
+            "--set",
+            "figures=false",
+            "--set",
+            "test_fraction=0.3",
+        ]
+    )
     tables = {
         name: pq.read_table(output / name).to_pandas().sort_values([C.MOVIE_ID, *keys]).reset_index(drop=True)
         for name, keys in (("train", [C.USER_ID]), ("test", [C.USER_ID]), ("movies", []))
@@ -342,8 +405,11 @@ def prepared(prepare_job, directory: Path, output: Path) -> dict:
 
 
 # One logical dataset as ML-100K, ML-1M and GroupLens CSV files: whole stars, no IMAX, no tags.
-SAME_RATINGS = [(user, movie, 1 + (user * movie) % 5, 978300000 + 100 * user + movie)
-                for user in range(1, 9) for movie in range(1, 6)]
+SAME_RATINGS = [
+    (user, movie, 1 + (user * movie) % 5, 978300000 + 100 * user + movie)
+    for user in range(1, 9)
+    for movie in range(1, 6)
+]
 SAME_DATA = {
     "ml-100k": {
         "u.data": "".join(f"{u}\t{m}\t{r}\t{t}\n" for u, m, r, t in SAME_RATINGS),
@@ -366,8 +432,8 @@ SAME_DATA = {
         ).encode("latin-1"),
     },
     "csv": {
-        "ratings.csv": "userId,movieId,rating,timestamp\n" + "".join(
-            f"{u},{m},{r}.0,{t}\n" for u, m, r, t in SAME_RATINGS),
+        "ratings.csv": "userId,movieId,rating,timestamp\n"
+        + "".join(f"{u},{m},{r}.0,{t}\n" for u, m, r, t in SAME_RATINGS),
         "movies.csv": (
             "movieId,title,genres\n"
             "1,Toy Story (1995),Animation|Children|Comedy\n"
@@ -386,8 +452,10 @@ def test_same_data_in_three_layouts_prepares_to_the_same_splits(spark, prepare_j
         name: prepared(prepare_job, write(tmp_path / name, files), tmp_path / f"{name}-out")
         for name, files in SAME_DATA.items()
     }
-    assert {name: [output["input"][key] for key in ("layout", "release", "detected_by", "encoding")]
-            for name, output in outputs.items()} == {
+    assert {
+        name: [output["input"][key] for key in ("layout", "release", "detected_by", "encoding")]
+        for name, output in outputs.items()
+    } == {
         "ml-100k": ["ml-100k", "ML-100K", "u.data, u.item present", "ISO-8859-1"],
         "ml-1m": ["ml-1m", "ML-1M", "ratings.dat, movies.dat present; tags.dat absent", "ISO-8859-1"],
         "csv": ["grouplens", "ML-20M, ML-25M, ML-32M or ml-latest", "ratings.csv, movies.csv present", "UTF-8"],
@@ -418,9 +486,17 @@ def test_generated_10m_and_20m_prepare_to_the_same_splits(spark, prepare_job, tm
 def test_job_names_what_it_looked_for_in_one_line(tmp_path):
     directory = write(tmp_path / "downloads", {"notes.txt": "not movielens\n"})
     result = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "prepare.py"), "--input", str(directory), "--output",
-         str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "prepare.py"),
+            "--input",
+            str(directory),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "prepare: " + NO_RELEASE.format(dir=directory)

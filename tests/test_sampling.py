@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from helpers import frame
 from pyspark.testing import assertDataFrameEqual
 
 from sparkrec.core import columns as C
 from sparkrec.prepare import sampling
+
+from helpers import frame
 
 
 def ratings(spark, rows, partitions=1):
@@ -26,12 +27,24 @@ def test_temporal_split_takes_each_users_latest_tenth_rounded_up(spark):
 
 def test_random_split_is_independent_of_partitioning_and_near_the_fraction(spark):
     rows = [(u, m, 0) for u in range(1, 41) for m in range(1, 51)]
-    first = {(r[0], r[1]) for r in sampling.test_rows(sampling.split_random(ratings(spark, rows, 1), 0.1, 42))
-             .select(C.USER_ID, C.MOVIE_ID).collect()}
-    second = {(r[0], r[1]) for r in sampling.test_rows(sampling.split_random(ratings(spark, rows, 7), 0.1, 42))
-              .select(C.USER_ID, C.MOVIE_ID).collect()}
-    other_seed = {(r[0], r[1]) for r in sampling.test_rows(sampling.split_random(ratings(spark, rows, 1), 0.1, 43))
-                  .select(C.USER_ID, C.MOVIE_ID).collect()}
+    first = {
+        (r[0], r[1])
+        for r in sampling.test_rows(sampling.split_random(ratings(spark, rows, 1), 0.1, 42))
+        .select(C.USER_ID, C.MOVIE_ID)
+        .collect()
+    }
+    second = {
+        (r[0], r[1])
+        for r in sampling.test_rows(sampling.split_random(ratings(spark, rows, 7), 0.1, 42))
+        .select(C.USER_ID, C.MOVIE_ID)
+        .collect()
+    }
+    other_seed = {
+        (r[0], r[1])
+        for r in sampling.test_rows(sampling.split_random(ratings(spark, rows, 1), 0.1, 43))
+        .select(C.USER_ID, C.MOVIE_ID)
+        .collect()
+    }
     assert first == second and first != other_seed
     assert 160 <= len(first) <= 240  # 2,000 ratings at 10%: binomial sd ~13
 
@@ -58,8 +71,11 @@ def test_unit_hash_is_stable(spark):
     keys = frame(spark, KEYS, ROWS)
     hashed = keys.select(C.USER_ID, C.MOVIE_ID, sampling.unit_hash(42, C.USER_ID, C.MOVIE_ID).alias("draw"))
     buckets = [203659040, 720898723, 749254792, 85836028, 179984776, 800839959]
-    expected = frame(spark, "userId int, movieId int, draw double",
-                     [(u, m, bucket / 2**30) for (u, m, _), bucket in zip(ROWS, buckets)])
+    expected = frame(
+        spark,
+        "userId int, movieId int, draw double",
+        [(u, m, bucket / 2**30) for (u, m, _), bucket in zip(ROWS, buckets)],
+    )
     assertDataFrameEqual(hashed, expected, rtol=0, atol=0)
     swapped = keys.select(sampling.unit_hash(42, C.MOVIE_ID, C.USER_ID)).first()[0]
     assert swapped != 203659040 / 2**30
@@ -67,16 +83,27 @@ def test_unit_hash_is_stable(spark):
 
 def test_split_random_flags_rows_whose_draw_is_below_the_fraction(spark):
     # Draws from test_unit_hash_is_stable: 0.19, 0.67, 0.70, 0.08, 0.17, 0.75.
-    expected = frame(spark, SPLIT, [(u, m, t, flag) for (u, m, t), flag in
-                                    zip(ROWS, [True, False, False, True, True, False])])
+    expected = frame(
+        spark, SPLIT, [(u, m, t, flag) for (u, m, t), flag in zip(ROWS, [True, False, False, True, True, False])]
+    )
     assertDataFrameEqual(sampling.split_random(frame(spark, KEYS, ROWS), 0.5, 42), expected)
 
 
 def test_split_temporal_flags_each_users_latest(spark):
     rows = [(1, 10, 100), (1, 20, 300), (1, 30, 200), (2, 10, 50), (2, 20, 50), (3, 10, 1)]
     # 0.5 of 3 -> 2 latest; of 2 -> 1, the tie on time going to the higher movie id; of 1 -> 1.
-    expected = frame(spark, SPLIT, [(1, 10, 100, False), (1, 20, 300, True), (1, 30, 200, True),
-                                    (2, 10, 50, False), (2, 20, 50, True), (3, 10, 1, True)])
+    expected = frame(
+        spark,
+        SPLIT,
+        [
+            (1, 10, 100, False),
+            (1, 20, 300, True),
+            (1, 30, 200, True),
+            (2, 10, 50, False),
+            (2, 20, 50, True),
+            (3, 10, 1, True),
+        ],
+    )
     assertDataFrameEqual(sampling.split_temporal(frame(spark, KEYS, rows), 0.5), expected)
 
 

@@ -25,7 +25,8 @@ from sparkrec.score.factorize import factorize
 from sparkrec.score.keras_io import catalogue_inputs, load_keras_model, output_for, scored_model
 from sparkrec.score.kernels import kernel_for
 from sparkrec.score.scorers import FastScorer, recommend_batch
-from conftest import emptied_copy, load_job, tree_digest
+
+from helpers import emptied_copy, load_job, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
@@ -158,8 +159,17 @@ def recommendations(output: Path) -> pd.DataFrame:
 def fast_run(score_job, prepared_small, models, tmp_path_factory) -> Path:
     """All 610 sampled users on the fast path, in many small Arrow batches, with a CSV export."""
     output = tmp_path_factory.mktemp("fast") / "scores"
-    run(score_job, prepared_small, models["paper"], output,
-        "path=fast", "partitions=8", "arrow_batch_users=25", "block_users=3", "export=csv")
+    run(
+        score_job,
+        prepared_small,
+        models["paper"],
+        output,
+        "path=fast",
+        "partitions=8",
+        "arrow_batch_users=25",
+        "block_users=3",
+        "export=csv",
+    )
     return output
 
 
@@ -213,9 +223,7 @@ def test_fast_path_equals_keras_within_1e5(models, prepared_small, name, output,
 
 
 def test_auto_ranks_by_the_rank_output_when_there_is_one(models):
-    deep, paper = (
-        load_keras_model((models[name] / MODEL_FILE).read_bytes()) for name in ("deep", "paper")
-    )
+    deep, paper = (load_keras_model((models[name] / MODEL_FILE).read_bytes()) for name in ("deep", "paper"))
     assert output_for(deep, "auto") == "rank" and output_for(paper, "auto") == C.LIKE
     assert output_for(deep, C.RATING) == C.RATING
     with pytest.raises(ScoreError, match="has outputs"):
@@ -236,7 +244,9 @@ def test_fast_and_generic_runs_agree(fast_run, generic_run):
     assert not (differs & ~near_tie).any()
     assert manifest(generic_run)["path"]["chosen"] == "generic"
     assert manifest(fast_run)["path"] == {
-        "chosen": "fast", "reason": "the first Dense reads per-input embeddings only", "kernel": "ReluSumKernel",
+        "chosen": "fast",
+        "reason": "the first Dense reads per-input embeddings only",
+        "kernel": "ReluSumKernel",
         "output": C.LIKE,
     }
 
@@ -262,7 +272,12 @@ def test_every_sampled_user_gets_k_ranked_unique_movies(fast_run, prepared_small
     document = manifest(fast_run)
     assert recs[C.USER_ID].nunique() == 610 and len(recs) == 6100
     assert document["users"] == {
-        "requested": 610, "unknown": 0, "skipped": 0, "scored": 610, "short": 0, "without_history": 0,
+        "requested": 610,
+        "unknown": 0,
+        "skipped": 0,
+        "scored": 610,
+        "short": 0,
+        "without_history": 0,
     }
     assert document["recommendations"] == {"rows": 6100, "expected": 6100}
     assert document["pairs_scored"] == 610 * 9742 - 100836
@@ -347,7 +362,11 @@ def test_users_all_scores_unknown_users_with_index_0(score_job, small_world, sma
     assert (counts < 10).sum() == 7 and counts.min() == 0
     assert recs.groupby(C.USER_ID).size().reindex(counts.index, fill_value=0).equals(counts)
     assert document["users"] == {
-        "requested": 610, "unknown": 510, "skipped": 0, "scored": 610, "short": int((counts < 10).sum()),
+        "requested": 610,
+        "unknown": 510,
+        "skipped": 0,
+        "scored": 610,
+        "short": int((counts < 10).sum()),
         "without_history": 610 - watched[watched[C.MOVIE_ID].isin(catalogue_ids(small_world))][C.USER_ID].nunique(),
     }
     assert document["recommendations"] == {"rows": int(counts.sum()), "expected": int(counts.sum())}
@@ -444,9 +463,21 @@ def test_no_user_to_score_is_named(score_job, prepared_small, tmp_path):
 @pytest.mark.parametrize("k", ["0", "-3"])
 def test_k_must_be_positive_and_the_job_says_so_in_one_line(tmp_path, k):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "score.py"), "--data", str(tmp_path), "--model", str(tmp_path),
-         "--output", str(tmp_path / "out"), "--set", f"top_k={k}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "score.py"),
+            "--data",
+            str(tmp_path),
+            "--model",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "out"),
+            "--set",
+            f"top_k={k}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"score: top_k: expected a positive integer, got {k}"]

@@ -32,12 +32,14 @@ MOVIE_IDX = np.arange(1, MOVIES + 1)  # each catalogue column's movie index; 0 i
 NAN_COLUMN = 10  # movieId 377: user 50 has only two other movies left unwatched
 K = 5
 # userId, user_idx, watched movieIds, liked movieIds: the last user leaves only 3 unwatched (fewer than K).
-USERS = pd.DataFrame({
-    C.USER_ID: [10, 20, 30, 40, 50],
-    C.USER_IDX: [1, 2, 3, 4, 5],
-    C.WATCHED: [[3, 55], [], [21, 610, 8], [5, 13, 34, 89, 144], list(MOVIE_IDS[:9])],
-    C.LIKED: [[55], [], [8], [5, 13], list(MOVIE_IDS[:4])],
-})
+USERS = pd.DataFrame(
+    {
+        C.USER_ID: [10, 20, 30, 40, 50],
+        C.USER_IDX: [1, 2, 3, 4, 5],
+        C.WATCHED: [[3, 55], [], [21, 610, 8], [5, 13, 34, 89, 144], list(MOVIE_IDS[:9])],
+        C.LIKED: [[55], [], [8], [5, 13], list(MOVIE_IDS[:4])],
+    }
+)
 USER_COUNT = len(USERS) + 1  # user_idx 0..5
 MODES = ("random", "nan", "ties")
 
@@ -51,8 +53,14 @@ def fast(mode: str, rng: np.random.Generator):
         users, movies, weights = np.zeros_like(users), np.zeros_like(movies), np.zeros_like(weights)
     if mode == "nan":
         movies[NAN_COLUMN] = np.nan
-    factorized = Factorized(users.astype(np.float32), movies.astype(np.float32), (("relu",), ("dense", weights, bias)),
-                            (("sigmoid",),), np.zeros(USER_COUNT, np.float32), np.zeros(MOVIES, np.float32))
+    factorized = Factorized(
+        users.astype(np.float32),
+        movies.astype(np.float32),
+        (("relu",), ("dense", weights, bias)),
+        (("sigmoid",),),
+        np.zeros(USER_COUNT, np.float32),
+        np.zeros(MOVIES, np.float32),
+    )
     return FastScorer(factorized, MOVIE_IDS)
 
 
@@ -68,8 +76,16 @@ def two_tower(mode: str, rng: np.random.Generator):
         movies, bias = np.zeros_like(movies), np.zeros_like(bias)
     if mode == "nan":
         movies[NAN_COLUMN] = np.nan
-    towers = TwoTower(rng.normal(size=(MOVIES + 1, dim)).astype(np.float32), dense(2 * dim + 2, hidden),
-                      dense(hidden, dim), dense(3 * dim, 4), dense(4, 1), dense(4, 1), movies, bias)
+    towers = TwoTower(
+        rng.normal(size=(MOVIES + 1, dim)).astype(np.float32),
+        dense(2 * dim + 2, hidden),
+        dense(hidden, dim),
+        dense(3 * dim, 4),
+        dense(4, 1),
+        dense(4, 1),
+        movies,
+        bias,
+    )
     return TwoTowerScorer(towers, MOVIE_IDS, MOVIE_IDX)
 
 
@@ -128,8 +144,15 @@ def logistic(mode: str, rng: np.random.Generator):
     return Logistic(MOVIE_IDS, None, None, (user_terms, movie_terms), None)
 
 
-SCORERS = {"fast": fast, "two_tower": two_tower, "keras": keras_pairs, "popular": popular, "als": factors,
-           "ease": ease, "logistic": logistic}
+SCORERS = {
+    "fast": fast,
+    "two_tower": two_tower,
+    "keras": keras_pairs,
+    "popular": popular,
+    "als": factors,
+    "ease": ease,
+    "logistic": logistic,
+}
 
 
 def all_keys(scorer) -> np.ndarray:
@@ -142,8 +165,9 @@ def expected_lists(scorer) -> dict[int, list[int]]:
     scores = apply(scorer.tail, all_keys(scorer).astype(np.float64)).astype(np.float32)
     lists = {}
     for row, user in enumerate(USERS.itertuples()):
-        eligible = [c for c in range(MOVIES) if MOVIE_IDS[c] not in getattr(user, C.WATCHED)
-                    and np.isfinite(scores[row, c])]
+        eligible = [
+            c for c in range(MOVIES) if MOVIE_IDS[c] not in getattr(user, C.WATCHED) and np.isfinite(scores[row, c])
+        ]
         eligible.sort(key=lambda c: (-scores[row, c], MOVIE_IDS[c]))
         lists[getattr(user, C.USER_ID)] = [int(MOVIE_IDS[c]) for c in eligible[:K]]
     return lists

@@ -46,13 +46,16 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
 # --- names: no filesystem involved ---
 
 
-@pytest.mark.parametrize("path, qualified", [
-    ("/data/ml", "file:///data/ml"),
-    ("file:///data/ml", "file:///data/ml"),
-    ("file:/data/ml", "file:/data/ml"),
-    ("hdfs://namenode:8020/data/ml", "hdfs://namenode:8020/data/ml"),
-    ("s3a://bucket/data", "s3a://bucket/data"),
-])
+@pytest.mark.parametrize(
+    "path, qualified",
+    [
+        ("/data/ml", "file:///data/ml"),
+        ("file:///data/ml", "file:///data/ml"),
+        ("file:/data/ml", "file:/data/ml"),
+        ("hdfs://namenode:8020/data/ml", "hdfs://namenode:8020/data/ml"),
+        ("s3a://bucket/data", "s3a://bucket/data"),
+    ],
+)
 def test_qualify(path, qualified):
     assert storage.qualify(path) == qualified
 
@@ -62,14 +65,17 @@ def test_qualify_makes_a_relative_path_absolute(tmp_path, monkeypatch):
     assert storage.qualify("data/ml") == f"file://{tmp_path}/data/ml"
 
 
-@pytest.mark.parametrize("path, local, os_path", [
-    ("/data/ml", True, "/data/ml"),
-    ("data/ml", True, "data/ml"),
-    ("file:///data/ml", True, "/data/ml"),
-    ("file:/data/ml", True, "/data/ml"),
-    ("hdfs://namenode:8020/data/ml", False, None),
-    ("s3a://bucket/data", False, None),
-])
+@pytest.mark.parametrize(
+    "path, local, os_path",
+    [
+        ("/data/ml", True, "/data/ml"),
+        ("data/ml", True, "data/ml"),
+        ("file:///data/ml", True, "/data/ml"),
+        ("file:/data/ml", True, "/data/ml"),
+        ("hdfs://namenode:8020/data/ml", False, None),
+        ("s3a://bucket/data", False, None),
+    ],
+)
 def test_is_local_and_local_path(path, local, os_path):
     assert storage.is_local(path) is local
     if local:
@@ -80,7 +86,8 @@ def test_a_hadoop_uri_without_a_session_fails_naming_it():
     with pytest.raises(ValueError) as caught:
         storage.exists(None, "hdfs://namenode:8020/data/ml")
     assert str(caught.value) == (
-        "hdfs://namenode:8020/data/ml: a Hadoop URI needs a SparkSession (this job reads local paths only)")
+        "hdfs://namenode:8020/data/ml: a Hadoop URI needs a SparkSession (this job reads local paths only)"
+    )
 
 
 # --- every operation, on each backend ---
@@ -159,21 +166,24 @@ def test_file_size_counts_bytes(backend):
     assert storage.file_size(backend.spark, backend.path("file")) == 6
 
 
-@pytest.mark.parametrize("content, line", [
-    (b"userId,movieId\r\n1,2\r\n", "userId,movieId"),
-    (b"userId,movieId\n1,2\n", "userId,movieId"),
-    (b"\xef\xbb\xbfuserId,movieId\n", "userId,movieId"),  # a byte-order mark is no part of the header
-    (b"only line", "only line"),
-    (b"", ""),
-    (b"caf\xe9,title\n", "caf\ufffd,title"),  # not UTF-8: replaced, for the header check to report
-])
+@pytest.mark.parametrize(
+    "content, line",
+    [
+        (b"userId,movieId\r\n1,2\r\n", "userId,movieId"),
+        (b"userId,movieId\n1,2\n", "userId,movieId"),
+        (b"\xef\xbb\xbfuserId,movieId\n", "userId,movieId"),  # a byte-order mark is no part of the header
+        (b"only line", "only line"),
+        (b"", ""),
+        (b"caf\xe9,title\n", "caf\ufffd,title"),  # not UTF-8: replaced, for the header check to report
+    ],
+)
 def test_read_first_line(backend, content, line):
     (backend.root / "file.csv").write_bytes(content)
     assert storage.read_first_line(backend.spark, backend.path("file.csv")) == line
 
 
 def test_read_text_reads_utf_8(backend):
-    (backend.root / "manifest.json").write_bytes('{"title": "Misérables"}\n'.encode("utf-8"))
+    (backend.root / "manifest.json").write_bytes('{"title": "Misérables"}\n'.encode())
     assert storage.read_text(backend.spark, backend.path("manifest.json")) == '{"title": "Misérables"}\n'
 
 
@@ -197,7 +207,7 @@ def test_a_missing_file_raises_file_not_found(backend, operation):
 def test_write_text_makes_parents_and_overwrites(backend):
     storage.write_text(backend.spark, backend.path("new", "dir", "manifest.json"), "first")
     storage.write_text(backend.spark, backend.path("new", "dir", "manifest.json"), "Misérables\n")
-    assert (backend.root / "new" / "dir" / "manifest.json").read_bytes() == "Misérables\n".encode("utf-8")
+    assert (backend.root / "new" / "dir" / "manifest.json").read_bytes() == "Misérables\n".encode()
 
 
 def test_create_exclusive_creates_once(backend):
@@ -234,8 +244,12 @@ def test_copy_from_local_makes_parents_and_overwrites(backend, tmp_path_factory)
 
 def test_canonical_gives_one_name_to_every_spelling_of_a_directory(backend):
     (backend.root / "out" / "sub").mkdir(parents=True)
-    spellings = [backend.path("out"), backend.path("out") + "/", backend.path("out", "sub", ".."),
-                 backend.path("out", ".", "sub", "..") + "/"]
+    spellings = [
+        backend.path("out"),
+        backend.path("out") + "/",
+        backend.path("out", "sub", ".."),
+        backend.path("out", ".", "sub", "..") + "/",
+    ]
     expected = f"file:{backend.root}/out" if backend.name == "hadoop" else f"{backend.root}/out"
     assert [storage.canonical(backend.spark, name) for name in spellings] == [expected] * 4
 

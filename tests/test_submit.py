@@ -1,4 +1,4 @@
-"""sparkrec-submit (sparkrec/core/submit.py), and the README's job lines run as written from a shell without the venv."""
+"""sparkrec-submit (sparkrec/core/submit.py); the README's job lines run as written from a shell without the venv."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ML_SMALL, ROOT
 from sparkrec.core import submit
+
+from helpers import ML_SMALL, ROOT
 
 PYTHON = "/venv/bin/python"
 SPARK_SUBMIT = str(submit.spark_home() / "bin" / "spark-submit")
@@ -21,8 +22,16 @@ PROFILES = ROOT / "conf" / "spark"
 def test_a_job_without_options_runs_here_on_the_local_profile_with_this_python():
     """A --master after the job script is the job's argument, not spark-submit's; a stray SPARK_HOME is replaced."""
     argv, env = submit.command([JOB, "--input", "in", "--master", "x"], {"SPARK_HOME": "/opt/spark-3"}, PYTHON)
-    assert argv == [SPARK_SUBMIT, "--properties-file", str(PROFILES / "local.conf"), JOB, "--input", "in",
-                    "--master", "x"]
+    assert argv == [
+        SPARK_SUBMIT,
+        "--properties-file",
+        str(PROFILES / "local.conf"),
+        JOB,
+        "--input",
+        "in",
+        "--master",
+        "x",
+    ]
     assert env == {"SPARK_HOME": str(submit.spark_home()), "PYSPARK_DRIVER_PYTHON": PYTHON, "PYSPARK_PYTHON": PYTHON}
 
 
@@ -41,11 +50,14 @@ def test_standalone_client_mode_sets_the_driver_python_only():
     assert env == {"PATH": "/usr/bin", "SPARK_HOME": str(submit.spark_home()), "PYSPARK_DRIVER_PYTHON": PYTHON}
 
 
-@pytest.mark.parametrize("args", [
-    ["--properties-file", str(PROFILES / "yarn.conf"), JOB],
-    [f"--properties-file={PROFILES / 'k8s.conf'}", "--master", "k8s://https://api:6443", JOB],
-    ["--master", "yarn", "--deploy-mode", "cluster", JOB],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--properties-file", str(PROFILES / "yarn.conf"), JOB],
+        [f"--properties-file={PROFILES / 'k8s.conf'}", "--master", "k8s://https://api:6443", JOB],
+        ["--master", "yarn", "--deploy-mode", "cluster", JOB],
+    ],
+)
 def test_cluster_mode_leaves_python_to_the_profile(args):
     """The driver runs on the cluster: a path of this machine would be wrong there."""
     argv, env = submit.command(args, {}, PYTHON)
@@ -78,16 +90,26 @@ def test_the_readme_job_lines_run_as_written_from_a_shell_without_the_venv(ml_sm
         (root / name).symlink_to(ROOT / name)
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "data").symlink_to(ML_SMALL.parent)
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)),
-           **{key: os.environ[key] for key in ("JAVA_HOME", "LANG", "TMPDIR") if key in os.environ}}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        **{key: os.environ[key] for key in ("JAVA_HOME", "LANG", "TMPDIR") if key in os.environ},
+    }
     commands = readme_job_lines()
-    assert [c.split()[1] for c in commands] == [f"jobs/{job}.py" for job in
-                                                 ("generate", "prepare", "train", "score", "evaluate")]
+    assert [c.split()[1] for c in commands] == [
+        f"jobs/{job}.py" for job in ("generate", "prepare", "train", "score", "evaluate")
+    ]
     for command in commands:
-        result = subprocess.run(["/bin/bash", "-c", command], cwd=root, env=env, capture_output=True, text=True,
-                                timeout=1200)
+        result = subprocess.run(
+            ["/bin/bash", "-c", command], cwd=root, env=env, capture_output=True, text=True, timeout=1200
+        )
         assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         assert "oneDNN" not in result.stdout + result.stderr, result.stdout + result.stderr
-    for output in ("synth/ratings.csv", "ml-small/manifest.json", "ml-small-model/model.keras",
-                   "ml-small-scores/manifest.json", "ml-small-evaluation/report.md"):
+    for output in (
+        "synth/ratings.csv",
+        "ml-small/manifest.json",
+        "ml-small-model/model.keras",
+        "ml-small-scores/manifest.json",
+        "ml-small-evaluation/report.md",
+    ):
         assert (root / "data" / output).is_file(), output

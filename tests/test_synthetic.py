@@ -16,7 +16,23 @@ import pytest
 from sparkrec.core import columns as C
 from sparkrec.core import outputs
 from sparkrec.prepare import releases
+from sparkrec.synthetic import catalogue, files
 from sparkrec.synthetic import generator as synthetic
+from sparkrec.synthetic.catalogue import movie_titles, popularity_weights
+from sparkrec.synthetic.ratings import apportion, chosen, popular_movies, rating_counts, ratings_cap, star_counts
+from sparkrec.synthetic.shape import (
+    DEFAULT_SEED,
+    FIRST_TIMESTAMP,
+    GENRE_TAGS,
+    HALF_STARS_FROM,
+    LAST_TIMESTAMP,
+    LAYOUTS,
+    STAR_COUNTS,
+    STARS,
+    TAGGING_FROM,
+    settings,
+    tag_vocabulary,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 1000
@@ -37,7 +53,7 @@ ML20M_LIKE_RATE = (2_200_156 + 5_561_926 + 1_534_824 + 2_898_660) / 20_000_263
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("synthetic") / "ml"
-    synthetic.generate(output, synthetic.settings(USERS))
+    synthetic.generate(output, settings(USERS))
     return output
 
 
@@ -79,7 +95,7 @@ def test_row_counts_are_exact_and_recorded(dataset, record):
 
 
 def test_record_holds_parameters(record):
-    assert (record["seed"], record["users"], record["movies"]) == (synthetic.DEFAULT_SEED, USERS, 1000)
+    assert (record["seed"], record["users"], record["movies"]) == (DEFAULT_SEED, USERS, 1000)
     assert record["preference_model"]["latent_dim"] == 8
     assert len(record["stars"]["score_lower_bounds_with_half_stars"]) == 9
     assert len(record["stars"]["score_lower_bounds_before_half_stars"]) == 4
@@ -109,12 +125,12 @@ def test_every_referenced_movie_exists(dataset, ratings, movies, tags):
 
 
 def test_histogram_is_ml20m(ratings, record):
-    counts = ratings[C.RATING].value_counts().reindex(synthetic.STARS, fill_value=0).to_numpy()
-    target = np.array(list(synthetic.STAR_COUNTS.values()))
+    counts = ratings[C.RATING].value_counts().reindex(STARS, fill_value=0).to_numpy()
+    target = np.array(list(STAR_COUNTS.values()))
     # Quantile thresholds on the generated scores hit ML-20M's histogram to the rating.
-    assert (counts == synthetic.apportion(len(ratings), target.astype(float))).all()
+    assert (counts == apportion(len(ratings), target.astype(float))).all()
     assert np.abs(counts / counts.sum() - target / target.sum()).max() < 1e-4
-    assert record["rating_histogram"] == {f"{s:.1f}": int(n) for s, n in zip(synthetic.STARS, counts)}
+    assert record["rating_histogram"] == {f"{s:.1f}": int(n) for s, n in zip(STARS, counts)}
 
 
 def test_like_rate_is_ml20m(ratings):
@@ -122,16 +138,16 @@ def test_like_rate_is_ml20m(ratings):
 
 
 def test_whole_stars_only_before_half_stars_existed(ratings):
-    before = ratings[ratings[C.TIMESTAMP] < synthetic.HALF_STARS_FROM]
+    before = ratings[ratings[C.TIMESTAMP] < HALF_STARS_FROM]
     assert len(before) > 0.2 * len(ratings)
     assert (before[C.RATING] % 1 == 0).all()
-    after = ratings[ratings[C.TIMESTAMP] >= synthetic.HALF_STARS_FROM]
+    after = ratings[ratings[C.TIMESTAMP] >= HALF_STARS_FROM]
     assert (after[C.RATING] % 1 == 0.5).any()
 
 
 def test_timestamps_in_range(ratings, tags):
-    assert ratings[C.TIMESTAMP].between(synthetic.FIRST_TIMESTAMP, synthetic.LAST_TIMESTAMP).all()
-    assert tags[C.TIMESTAMP].between(synthetic.TAGGING_FROM, synthetic.LAST_TIMESTAMP).all()
+    assert ratings[C.TIMESTAMP].between(FIRST_TIMESTAMP, LAST_TIMESTAMP).all()
+    assert tags[C.TIMESTAMP].between(TAGGING_FROM, LAST_TIMESTAMP).all()
     rated = tags.merge(ratings, on=[C.USER_ID, C.MOVIE_ID], suffixes=("_tag", "_rating"))
     assert len(rated) == len(tags)
     assert (rated[f"{C.TIMESTAMP}_tag"] >= rated[f"{C.TIMESTAMP}_rating"]).all()
@@ -168,8 +184,8 @@ def test_links(dataset):
 
 
 def test_tags_come_from_the_vocabulary_and_follow_genres(tags, movies):
-    assert set(tags[C.TAG]) <= set(synthetic.tag_vocabulary())
-    genre_of = {t: g for g, names in synthetic.GENRE_TAGS.items() for t in names}
+    assert set(tags[C.TAG]) <= set(tag_vocabulary())
+    genre_of = {t: g for g, names in GENRE_TAGS.items() for t in names}
     tagged = tags.merge(movies, on=C.MOVIE_ID)
     genre_tags = tagged[tagged[C.TAG].isin(genre_of)]
     assert len(genre_tags) > 0.5 * len(tags)
@@ -200,7 +216,7 @@ def test_preferences_are_learnable(ratings):
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     runs = {
-        name: synthetic.generate(tmp_path / name, synthetic.settings(300, seed=seed))
+        name: synthetic.generate(tmp_path / name, settings(300, seed=seed))
         for name, seed in (("a", 7), ("b", 7), ("c", 8))
     }
     for name in (*FILES, "generator.json"):
@@ -212,31 +228,31 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 
 @pytest.mark.parametrize(("users", "movies"), [(50, 100), (20, 27_278), (3000, 1000)])
 def test_rating_counts(users, movies):
-    counts = synthetic.rating_counts(np.random.default_rng(1), users, movies)
+    counts = rating_counts(np.random.default_rng(1), users, movies)
     assert counts.min() >= 20
-    assert counts.max() <= synthetic.ratings_cap(movies)
-    room = synthetic.ratings_cap(movies) - 20
+    assert counts.max() <= ratings_cap(movies)
+    room = ratings_cap(movies) - 20
     assert counts.sum() == min(round(users * 20_000_263 / 138_493), users * 20 + users * room // 2)
 
 
 @pytest.mark.parametrize(("before", "after"), [(0, 0), (25, 0), (0, 25), (40_000, 60_000), (90, 10)])
 def test_star_counts_split_between_eras(before, after):
-    counts_before, counts_after = synthetic.star_counts(before, after)
+    counts_before, counts_after = star_counts(before, after)
     assert (counts_before.sum(), counts_after.sum()) == (before, after)
     assert (counts_before >= 0).all() and (counts_after >= 0).all()
-    half = np.array([s % 1 == 0.5 for s in synthetic.STARS])
+    half = np.array([s % 1 == 0.5 for s in STARS])
     assert counts_before[half].sum() == 0
     if before < 0.74 * (before + after):  # the half-star era can make up the difference
-        target = np.array(list(synthetic.STAR_COUNTS.values()), dtype=float)
-        assert (counts_before + counts_after == synthetic.apportion(before + after, target)).all()
+        target = np.array(list(STAR_COUNTS.values()), dtype=float)
+        assert (counts_before + counts_after == apportion(before + after, target)).all()
 
 
 def test_rated_movies_are_distinct_and_complete():
     rng = np.random.default_rng(3)
-    popularity = synthetic.popularity_weights(rng, 1000)
+    popularity = popularity_weights(rng, 1000)
     # Heavy users (near the cap) take the exponential race, the rest the draws.
     counts = np.array([20, 21, 150, 400, 480, 499, 20])
-    users, movies = synthetic.popular_movies(rng, counts, popularity)
+    users, movies = popular_movies(rng, counts, popularity)
     assert (np.bincount(users, minlength=counts.size) == counts).all()
     pairs = users * 1000 + movies
     assert (np.diff(pairs) > 0).all()
@@ -247,7 +263,7 @@ def test_chosen_keeps_each_users_count_in_order_and_follows_appeal():
     users = np.repeat(np.arange(3), [400, 1000, 60])
     appeal = rng.normal(0.0, 0.5, users.size)
     counts = np.array([200, 500, 60])
-    rows = synthetic.chosen(rng, users, appeal, counts)
+    rows = chosen(rng, users, appeal, counts)
     assert (np.diff(rows) > 0).all()
     assert (np.bincount(users[rows], minlength=3) == counts).all()
     # A user who rates all they meet has no choice; the others favour what appeals to them.
@@ -262,14 +278,14 @@ def test_existing_data_is_not_replaced(tmp_path):
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
     with pytest.raises(outputs.OutputError, match=f"refusing to replace {precious}: it is not a generate output"):
-        synthetic.generate(precious, synthetic.settings(1))
+        synthetic.generate(precious, settings(1))
     assert [p.name for p in tmp_path.iterdir()] == ["precious"]
 
 
 def test_earlier_dataset_is_replaced(tmp_path):
     output = tmp_path / "ml"
-    synthetic.generate(output, synthetic.settings(1, seed=1))
-    synthetic.generate(output, synthetic.settings(2, seed=1))
+    synthetic.generate(output, settings(1, seed=1))
+    synthetic.generate(output, settings(2, seed=1))
     assert json.loads((output / "generator.json").read_text())["users"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["ml"]
 
@@ -278,9 +294,9 @@ def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
     def fail(*args):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(synthetic, "genome_scores", fail)
+    monkeypatch.setattr(files, "genome_scores", fail)
     with pytest.raises(RuntimeError):
-        synthetic.generate(tmp_path / "ml", synthetic.settings(1))
+        synthetic.generate(tmp_path / "ml", settings(1))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -294,13 +310,16 @@ def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
 )
 def test_bad_settings(arguments, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        synthetic.settings(**arguments)
+        settings(**arguments)
 
 
 def test_cli_fails_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "jobs" / "generate.py"), "--output", str(tmp_path / "ml"), "--users", "0"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
     )
     assert (result.returncode, result.stderr) == (1, "generate: --users must be at least 1, got 0\n")
     assert not (tmp_path / "ml").exists()
@@ -321,17 +340,19 @@ ACCENTED = "Misérables, Les (1995)"
 def layouts(tmp_path_factory) -> dict[str, Path]:
     """The same settings written in every layout, the first title accented to show each file's encoding."""
     root = tmp_path_factory.mktemp("layouts")
-    titles = synthetic.movie_titles
+    titles = movie_titles
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(synthetic, "movie_titles", lambda rng, years: [ACCENTED, *titles(rng, years)[1:]])
-        for layout in synthetic.LAYOUTS:
-            synthetic.generate(root / layout, synthetic.settings(300, seed=7), layout=layout)
-    return {layout: root / layout for layout in synthetic.LAYOUTS}
+        patch.setattr(catalogue, "movie_titles", lambda rng, years: [ACCENTED, *titles(rng, years)[1:]])
+        for layout in LAYOUTS:
+            synthetic.generate(root / layout, settings(300, seed=7), layout=layout)
+    return {layout: root / layout for layout in LAYOUTS}
 
 
 def lines(path: Path, encoding: str) -> list[list[str]]:
-    return [line.split({".dat": "::", ".data": "\t"}.get(path.suffix, "|")) for line in
-            path.read_bytes().decode(encoding).splitlines()]
+    return [
+        line.split({".dat": "::", ".data": "\t"}.get(path.suffix, "|"))
+        for line in path.read_bytes().decode(encoding).splitlines()
+    ]
 
 
 def test_each_layout_writes_its_release_files(layouts):
@@ -342,8 +363,15 @@ def test_each_layout_writes_its_release_files(layouts):
         assert record["layout"] == f"GroupLens ml-{layout}"
     assert lines(layouts["100k"] / "u.genre", "ascii") == [[g, str(i)] for i, g in enumerate(releases.ML100K_GENRES)]
     # No header, no quoting: every line has the layout's field count.
-    for path, fields in [("100k/u.data", 4), ("100k/u.item", 24), ("1m/ratings.dat", 4), ("1m/movies.dat", 3),
-                         ("10m/ratings.dat", 4), ("10m/movies.dat", 3), ("10m/tags.dat", 4)]:
+    for path, fields in [
+        ("100k/u.data", 4),
+        ("100k/u.item", 24),
+        ("1m/ratings.dat", 4),
+        ("1m/movies.dat", 3),
+        ("10m/ratings.dat", 4),
+        ("10m/movies.dat", 3),
+        ("10m/tags.dat", 4),
+    ]:
         rows = lines(layouts[path.split("/")[0]] / path.split("/")[1], "latin-1")
         assert {len(row) for row in rows} == {fields}, path
         assert rows[0][0].isdigit(), path
@@ -351,8 +379,12 @@ def test_each_layout_writes_its_release_files(layouts):
 
 def test_latin_1_where_the_release_is(layouts):
     latin, utf8 = ACCENTED.encode("latin-1"), ACCENTED.encode("utf-8")
-    for path, encoded in [("100k/u.item", latin), ("1m/movies.dat", latin), ("10m/movies.dat", utf8),
-                          ("20m/movies.csv", b'"' + utf8 + b'"')]:
+    for path, encoded in [
+        ("100k/u.item", latin),
+        ("1m/movies.dat", latin),
+        ("10m/movies.dat", utf8),
+        ("20m/movies.csv", b'"' + utf8 + b'"'),
+    ]:
         data = (layouts[path.split("/")[0]] / path.split("/")[1]).read_bytes()
         assert encoded in data and (utf8 if encoded == latin else latin) not in data, path
 
@@ -365,9 +397,12 @@ def test_each_layout_names_genres_as_its_release(layouts):
     for layout, renamed in [("10m", {}), ("1m", {"Children": "Children's"})]:
         movies = lines(layouts[layout] / "movies.dat", "latin-1" if layout == "1m" else "utf-8")
         assert {int(m): g for m, _, g in movies} == {
-            m: "|".join(renamed.get(g, g) for g in names.split("|")) for m, names in genres.items()}
-    flags = {int(row[0]): [name for name, flag in zip(releases.ML100K_GENRES, row[5:]) if flag == "1"]
-             for row in lines(layouts["100k"] / "u.item", "latin-1")}
+            m: "|".join(renamed.get(g, g) for g in names.split("|")) for m, names in genres.items()
+        }
+    flags = {
+        int(row[0]): [name for name, flag in zip(releases.ML100K_GENRES, row[5:]) if flag == "1"]
+        for row in lines(layouts["100k"] / "u.item", "latin-1")
+    }
     as_100k = {"Children": "Children's", C.NO_GENRES: "unknown", "IMAX": None}
     for movie, names in genres.items():
         assert flags[movie] == [as_100k.get(g, g) for g in names.split("|") if as_100k.get(g, g)], movie
@@ -388,15 +423,31 @@ def test_whole_star_layouts_round_half_stars_up_and_keep_the_like_labels(layouts
             assert (stars == np.ceil(reference[C.RATING])).all()
             assert ((stars >= 3.5) == (reference[C.RATING] >= 3.5)).all()
     assert json.loads((layouts["1m"] / "generator.json").read_text())["rating_histogram"] == {
-        f"{s:.1f}": int((np.ceil(reference[C.RATING]) == s).sum()) for s in (1, 2, 3, 4, 5)}
+        f"{s:.1f}": int((np.ceil(reference[C.RATING]) == s).sum()) for s in (1, 2, 3, 4, 5)
+    }
 
 
 def test_cli_writes_a_layout(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "generate.py"), "--output", str(tmp_path / "ml"), "--users", "25",
-         "--movies", "100", "--layout", "1m"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True,
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "generate.py"),
+            "--output",
+            str(tmp_path / "ml"),
+            "--users",
+            "25",
+            "--movies",
+            "100",
+            "--layout",
+            "1m",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
     )
     ratings = (tmp_path / "ml" / "ratings.dat").read_text().count("\n")
-    assert result.stdout == f"generate: wrote {ratings:,} ratings of 25 users on 100 movies and 0 tags to " \
-                            f"{tmp_path / 'ml'} (1m layout)\n"
+    assert (
+        result.stdout == f"generate: wrote {ratings:,} ratings of 25 users on 100 movies and 0 tags to "
+        f"{tmp_path / 'ml'} (1m layout)\n"
+    )

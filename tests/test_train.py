@@ -19,17 +19,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkrec.core import columns as C
-from sparkrec.train import callbacks, fitting
 from sparkrec.core import metrics
-from sparkrec.models import pairwise as M
-from sparkrec.train import stages as training
-from sparkrec.train import dataset as dataset_module
-from sparkrec.train.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
 from sparkrec.core.config import ConfigError
-from sparkrec.train.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
+from sparkrec.models import pairwise as M
+from sparkrec.models import saved
+from sparkrec.train import callbacks, fitting
+from sparkrec.train import dataset as dataset_module
+from sparkrec.train import stages as training
 from sparkrec.train.config import TrainConfig
+from sparkrec.train.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
+from sparkrec.train.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
+from sparkrec.train.pairtrain import feed_arrays, make_feeds, predict, undo_sampling_bias
 
-from conftest import ROOT, TINY_TRAIN, load_job, tree_digest
+from helpers import ROOT, TINY_TRAIN, load_job, tree_digest
 
 training.configure_runtime(TrainConfig(intra_op_threads=2, inter_op_threads=1))
 # pytest resets warning filters per test; dataset.py's filter for this petastorm advice does not reach here.
@@ -75,7 +77,7 @@ def test_training_beats_the_majority_baseline_and_writes_every_output(trained, p
         "the saved weights are the ones measured at the kept epoch: the averaged ones, not the raw ones"
     )
 
-    model = M.load(trained / "model.keras")
+    model = saved.load(trained / "model.keras")
     assert model.output_names == [M.LIKE_OUTPUT, M.RANK_OUTPUT, M.RATING_OUTPUT]
     assert model.count_params() == read_json(trained / "run.json")["parameters"]
     assert read_json(trained / "vocab_sizes.json") == manifest["vocab_sizes"]
@@ -97,9 +99,9 @@ def test_the_saved_model_is_the_one_validated_at_the_kept_epoch(trained, prepare
     kept = document["history"][document["best_epoch"] - 1]
     config = TrainConfig(**read_json(trained / "run.json")["config"])
     assert config.ema_momentum == 0.99
-    model = M.load(trained / "model.keras")
-    x, y = training.feed_arrays(training.make_feeds(open_prepared(prepared_small), model, config).validation)
-    predicted = training.predict(model, x, config.eval_batch_size)[M.LIKE_OUTPUT]
+    model = saved.load(trained / "model.keras")
+    x, y = feed_arrays(make_feeds(open_prepared(prepared_small), model, config).validation)
+    predicted = predict(model, x, config.eval_batch_size)[M.LIKE_OUTPUT]
     assert metrics.accuracy(y[C.LIKE], predicted) == pytest.approx(kept["val_like_accuracy"], abs=1e-6)
 
 
@@ -147,8 +149,17 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_keeps_the_previous_model(
 
 def test_paper_model_trains_with_test_as_validation(train_job, prepared_small, tmp_path):
     document = train(
-        train_job, prepared_small, tmp_path / "paper",
-        "--set", "model=paper", "--set", "epochs=1", "--set", "batch_size=1024", "--set", "validation_fraction=0",
+        train_job,
+        prepared_small,
+        tmp_path / "paper",
+        "--set",
+        "model=paper",
+        "--set",
+        "epochs=1",
+        "--set",
+        "batch_size=1024",
+        "--set",
+        "validation_fraction=0",
     )
     assert document["rows"]["validation"] == document["rows"]["test"]
     assert document["monitor"] == "val_auc"
@@ -187,8 +198,15 @@ def test_the_tf_data_pipeline_yields_exactly_the_feeds_batches_with_negatives_an
     catalogue = read_catalogue(prepared_small / "movies", {C.MOVIE_IDX: ((C.MOVIE_IDX,), "int32")})
     sampler = NegativeSampler(catalogue=catalogue, per_row=2, seed=1, output=M.LIKE_OUTPUT)
     inputs = {C.USER_IDX: ((C.USER_IDX,), "int32"), C.MOVIE_IDX: ((C.MOVIE_IDX,), "int32")}
-    feed = Feed(prepared_small / "train", inputs, {M.LIKE_OUTPUT: C.LIKE}, batch_size=700, shuffle_seed=3,
-                buffer_rows=30_000, negatives=sampler)
+    feed = Feed(
+        prepared_small / "train",
+        inputs,
+        {M.LIKE_OUTPUT: C.LIKE},
+        batch_size=700,
+        shuffle_seed=3,
+        buffer_rows=30_000,
+        negatives=sampler,
+    )
     rows = open_prepared(prepared_small).rows["train"]
     assert rows % 700 and rows // 700 > 2 * dataset_module.BLOCK_BATCHES
     for epoch in (1, 2):
@@ -217,13 +235,18 @@ def test_holdout_splits_train_disjointly_by_a_stable_hash(prepared_small):
 
 SAMPLER = NegativeSampler(
     catalogue={C.MOVIE_IDX: np.arange(10, 20).reshape(-1, 1), M.GENRE_FLAGS: np.arange(20.0).reshape(10, 2)},
-    per_row=2, seed=5, output=M.RANK_OUTPUT,
+    per_row=2,
+    seed=5,
+    output=M.RANK_OUTPUT,
 )
 
 
 def rated_batch() -> tuple[dict, dict]:
-    x = {C.USER_IDX: np.array([[1], [2], [3]]), C.MOVIE_IDX: np.array([[11], [12], [13]]),
-         M.GENRE_FLAGS: np.array([[2.0, 3.0], [4.0, 5.0], [6.0, 7.0]])}
+    x = {
+        C.USER_IDX: np.array([[1], [2], [3]]),
+        C.MOVIE_IDX: np.array([[11], [12], [13]]),
+        M.GENRE_FLAGS: np.array([[2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]),
+    }
     like = np.array([[1.0], [0.0], [1.0]], np.float32)
     return x, {M.LIKE_OUTPUT: like, M.RATING_OUTPUT: np.array([[4.0], [2.0], [5.0]], np.float32), M.RANK_OUTPUT: like}
 
@@ -290,18 +313,20 @@ def test_sampling_offsets_are_log_probabilities_relative_to_uniform_per_movie_in
 def test_undoing_the_sampling_bias_shifts_the_rank_logit_by_the_movie_offset():
     vocab = {"user": 3, "movie": 4, "genre": 2, "year": 2, "tag": 2}
     model = M.build_deep_model(vocab, embedding_dim=4, hidden_units=(8,), rank_weight=1.0, rank_bias=True)
-    x = {name: np.zeros((4, len(M.INPUT_COLUMNS[name])), "float32" if name == M.GENRE_FLAGS else "int32")
-         for name in M.DEEP_INPUTS}
+    x = {
+        name: np.zeros((4, len(M.INPUT_COLUMNS[name])), "float32" if name == M.GENRE_FLAGS else "int32")
+        for name in M.DEEP_INPUTS
+    }
     x[C.MOVIE_IDX][:, 0] = [0, 1, 2, 3]
 
     def rank_logit() -> np.ndarray:
-        p = training.predict(model, x, 4)[M.RANK_OUTPUT].astype(np.float64)
+        p = predict(model, x, 4)[M.RANK_OUTPUT].astype(np.float64)
         return np.log(p / (1 - p))
 
     before = rank_logit()
     cdf = popularity_cdf(np.array([0, 4, 1, 0, 9]), 1.0)
     sampler = NegativeSampler({C.MOVIE_IDX: np.array([[0], [1], [2], [0], [3]])}, 1, 0, M.RANK_OUTPUT, cdf=cdf)
-    training.undo_sampling_bias(model, sampler, movie_vocab=4)
+    undo_sampling_bias(model, sampler, movie_vocab=4)
     np.testing.assert_allclose(rank_logit() - before, np.log(np.array([1, 5, 2, 10]) / 19 * 5), atol=1e-4)
 
 
@@ -387,7 +412,10 @@ def test_the_job_exits_non_zero_with_a_one_line_reason(tmp_path):
     missing = tmp_path / "nowhere"
     result = subprocess.run(
         [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(missing), "--output", str(tmp_path / "out")],
-        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"train: no prepared dataset at {missing}"

@@ -15,22 +15,40 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from sparkrec.train import callbacks, fitting, towertrain
-from sparkrec.models import towers as retrieval, twotower
-from sparkrec.score.scorers import Block, TwoTowerScorer, recommend_batch, top_k_lists, watched_positions
 from sparkrec.core import columns as C
 from sparkrec.models import pairwise as M
+from sparkrec.models import saved, twotower
+from sparkrec.models import towers as retrieval
+from sparkrec.score.scorers import Block, TwoTowerScorer, recommend_batch, top_k_lists, watched_positions
+from sparkrec.train import callbacks, fitting, towertrain
 from sparkrec.train.candidates import Candidates, Sampler
 from sparkrec.train.history import Histories, example_count, fold_counts, fold_examples, user_history
 
-from conftest import load_job
+from helpers import load_job
 
 pytestmark = pytest.mark.filterwarnings("ignore:Please use make_reader:UserWarning")
 
 TINY_TOWERS = [
-    "--set", "model=twotower", "--set", "epochs=2", "--set", "batch_size=256", "--set", "tower_dim=16",
-    "--set", "tower_hidden=32", "--set", "head_hidden=16", "--set", "validation_users=200", "--set", "keras_verbose=0",
-    "--set", "ema_momentum=0", "--set", "learning_rate=0.003",
+    "--set",
+    "model=twotower",
+    "--set",
+    "epochs=2",
+    "--set",
+    "batch_size=256",
+    "--set",
+    "tower_dim=16",
+    "--set",
+    "tower_hidden=32",
+    "--set",
+    "head_hidden=16",
+    "--set",
+    "validation_users=200",
+    "--set",
+    "keras_verbose=0",
+    "--set",
+    "ema_momentum=0",
+    "--set",
+    "learning_rate=0.003",
 ]
 SIZES = {"user": 9, "movie": 40, "genre": 5, "year": 6, "tag": 7}
 
@@ -52,8 +70,9 @@ def literal_histories() -> Histories:
 def test_every_rating_is_a_target_once_per_epoch_and_never_in_its_own_history():
     histories = literal_histories()
     seen = []
-    for batch in fold_examples(histories, folds=4, max_targets=8, max_history=1000, batch_size=3,
-                               rng=np.random.default_rng(5)):
+    for batch in fold_examples(
+        histories, folds=4, max_targets=8, max_history=1000, batch_size=3, rng=np.random.default_rng(5)
+    ):
         for i, user in enumerate(batch.user_idx):
             targets = batch.target_movie[i][batch.target_movie[i] != 0]
             history = batch.history_movie[i][batch.history_movie[i] != 0]
@@ -61,7 +80,9 @@ def test_every_rating_is_a_target_once_per_epoch_and_never_in_its_own_history():
             own = histories.movies[histories.offsets[user] : histories.offsets[user + 1]]
             assert sorted([*targets, *history]) == sorted(own), "targets and history are all of the user's ratings"
             seen += [(int(user), int(movie)) for movie in targets]
-    expected = [(u, int(m)) for u in range(9) for m in histories.movies[histories.offsets[u] : histories.offsets[u + 1]]]
+    expected = [
+        (u, int(m)) for u in range(9) for m in histories.movies[histories.offsets[u] : histories.offsets[u + 1]]
+    ]
     assert sorted(seen) == sorted(expected)
     assert example_count(histories, 4, 8) == int(fold_counts(histories.lengths, 4, 8).sum())
     assert fold_counts(np.array([0, 1, 2, 5, 30, 39]), 4, 8).tolist() == [0, 1, 2, 4, 4, 5]
@@ -102,11 +123,15 @@ def test_sampled_candidates_hold_every_target_and_locate_targets_and_history():
 
 def test_a_sampled_softmax_over_the_whole_vocabulary_without_correction_is_the_full_softmax():
     catalogue = literal_catalogue()
-    trainer = twotower.Trainer(randomized_model(), twotower.movie_table(catalogue, SIZES["movie"]),
-                               dislike_weight=0.3)
+    trainer = twotower.Trainer(randomized_model(), twotower.movie_table(catalogue, SIZES["movie"]), dislike_weight=0.3)
     batch = next(fold_examples(literal_histories(), 2, 64, 1000, 8, np.random.default_rng(3))).arrays()
-    whole = Candidates(np.arange(SIZES["movie"], dtype=np.int32), np.zeros(SIZES["movie"], np.float32),
-                       batch["target_movie"], batch["history_movie"])
+    whole = Candidates(
+        np.arange(SIZES["movie"], dtype=np.int32),
+        np.zeros(SIZES["movie"], np.float32),
+        batch["target_movie"],
+        batch["history_movie"],
+    )
+
     def losses(arrays):
         return trainer.losses_of({name: tf.constant(value) for name, value in arrays.items()}, training=False)
 
@@ -115,8 +140,12 @@ def test_a_sampled_softmax_over_the_whole_vocabulary_without_correction_is_the_f
     np.testing.assert_allclose(float(sampled), float(full), rtol=1e-6)
     for name, value in full_parts.items():
         np.testing.assert_allclose(float(sampled_parts[name]), float(value), rtol=1e-6)
-    shifted = Candidates(whole.candidate_movie, np.log(np.arange(1, SIZES["movie"] + 1, dtype=np.float32)),
-                         whole.target_position, whole.history_position)
+    shifted = Candidates(
+        whole.candidate_movie,
+        np.log(np.arange(1, SIZES["movie"] + 1, dtype=np.float32)),
+        whole.target_position,
+        whole.history_position,
+    )
     _, corrected_parts, _ = losses({**batch, **shifted.arrays()})
     assert float(corrected_parts["rank_loss"]) != pytest.approx(float(full_parts["rank_loss"]), rel=1e-3)
     assert float(corrected_parts["like_loss"]) == pytest.approx(float(full_parts["like_loss"]), rel=1e-6)
@@ -147,7 +176,7 @@ def randomized_model():
 def test_numpy_towers_equal_keras_on_sampled_pairs():
     model = randomized_model()
     catalogue = literal_catalogue()
-    towers = retrieval.TwoTower.from_model(model, catalogue)
+    towers = twotower.arrays(model, catalogue)
     histories = literal_histories()
     users = np.array([1, 3, 5, 6, 8])
     history_movie, history_like = user_history(histories, users)
@@ -156,8 +185,11 @@ def test_numpy_towers_equal_keras_on_sampled_pairs():
     rng = np.random.default_rng(6)
     # Row 0, outside the vocabulary, differs on purpose (its bias): test_a_movie_outside_the_vocabulary_...
     rows, columns = np.repeat(np.arange(len(users)), 12), rng.integers(1, 40, len(users) * 12)
-    feed = {twotower.HISTORY_MOVIE: history_movie[rows], twotower.HISTORY_LIKE: history_like[rows],
-            **{name: values[columns] for name, values in catalogue.items()}}
+    feed = {
+        twotower.HISTORY_MOVIE: history_movie[rows],
+        twotower.HISTORY_LIKE: history_like[rows],
+        **{name: values[columns] for name, values in catalogue.items()},
+    }
     keras_out = model.predict(feed, verbose=0)
     keys = towers.keys(vectors)[rows, columns]
     like, stars = towers.heads(vectors[rows], columns)
@@ -174,28 +206,31 @@ def test_history_pooling_skips_padding_and_pools_each_group():
     movies = np.array([[1, 2, 3, 0], [4, 0, 0, 0], [0, 0, 0, 0]], np.int32)
     likes = np.array([[1, 1, 0, 1], [0, 1, 1, 1], [1, 1, 1, 1]], np.float32)
     pooled = pool([tf.constant(movies), tf.constant(likes)]).numpy()
-    expected = np.array([
-        [*(table[1] + table[2]) / 2, *table[3], np.log(3), np.log(2)],
-        [0, 0, *table[4], 0, np.log(2)],
-        [0, 0, 0, 0, 0, 0],
-    ], np.float32)
+    expected = np.array(
+        [
+            [*(table[1] + table[2]) / 2, *table[3], np.log(3), np.log(2)],
+            [0, 0, *table[4], 0, np.log(2)],
+            [0, 0, 0, 0, 0, 0],
+        ],
+        np.float32,
+    )
     np.testing.assert_allclose(pooled, expected, rtol=1e-6)
 
 
 def test_saved_model_loads_in_safe_mode_with_the_same_outputs(tmp_path):
     model = randomized_model()
     model.save(tmp_path / "model.keras")
-    loaded = M.load(tmp_path / "model.keras")
+    loaded = saved.load(tmp_path / "model.keras")
     catalogue = literal_catalogue()
     assert retrieval.is_twotower(loaded)
-    before = retrieval.TwoTower.from_model(model, catalogue)
-    after = retrieval.TwoTower.from_model(loaded, catalogue)
+    before = twotower.arrays(model, catalogue)
+    after = twotower.arrays(loaded, catalogue)
     np.testing.assert_array_equal(before.movies, after.movies)
     np.testing.assert_array_equal(before.user_vector.kernel, after.user_vector.kernel)
 
 
 def test_a_movie_outside_the_vocabulary_gets_the_least_popular_bias():
-    towers = retrieval.TwoTower.from_model(randomized_model(), literal_catalogue())
+    towers = twotower.arrays(randomized_model(), literal_catalogue())
     assert towers.movie_bias[0] == towers.movie_bias[1:].min()
 
 
@@ -205,15 +240,17 @@ def test_a_movie_outside_the_vocabulary_gets_the_least_popular_bias():
 def scorer_and_users(model=None):
     """The two-tower scorer over the literal catalogue (movieIds 100, 102, ...) and a batch of users."""
     catalogue = literal_catalogue()
-    towers = retrieval.TwoTower.from_model(model or randomized_model(), catalogue)
+    towers = twotower.arrays(model or randomized_model(), catalogue)
     movie_ids = 100 + 2 * np.arange(40)
     scorer = TwoTowerScorer(towers, movie_ids, catalogue[C.MOVIE_IDX][:, 0].astype(np.int64))
-    users = pd.DataFrame({
-        C.USER_ID: [1, 2, 3, 4],
-        C.USER_IDX: [3, 0, 0, 5],
-        C.WATCHED: [[100, 104, 130], [102, 140, 150, 160], [170, 176], []],
-        C.LIKED: [[104], [140, 150], [], []],
-    })
+    users = pd.DataFrame(
+        {
+            C.USER_ID: [1, 2, 3, 4],
+            C.USER_IDX: [3, 0, 0, 5],
+            C.WATCHED: [[100, 104, 130], [102, 140, 150, 160], [170, 176], []],
+            C.LIKED: [[104], [140, 150], [], []],
+        }
+    )
     return scorer, users
 
 
@@ -235,8 +272,9 @@ def test_users_outside_the_sample_get_lists_from_their_histories():
     scorer, users = scorer_and_users()
     lists = top_k_lists(scorer, users, 10, block=4)
     assert lists[2].tolist() != lists[3].tolist(), "two unknown users with different histories"
-    swapped = users.assign(**{C.WATCHED: [users[C.WATCHED][i] for i in (0, 2, 1, 3)],
-                              C.LIKED: [users[C.LIKED][i] for i in (0, 2, 1, 3)]})
+    swapped = users.assign(
+        **{C.WATCHED: [users[C.WATCHED][i] for i in (0, 2, 1, 3)], C.LIKED: [users[C.LIKED][i] for i in (0, 2, 1, 3)]}
+    )
     again = top_k_lists(scorer, swapped, 10, block=4)
     assert again[2].tolist() == lists[3].tolist() and again[3].tolist() == lists[2].tolist(), (
         "an unknown user's list is a function of their history alone"
@@ -276,13 +314,12 @@ def test_the_training_job_trains_and_validates_by_ranking(tower_model, prepared_
     assert like["rows"] == read_json(prepared_small / "manifest.json")["rows"]["test"]
     assert like["accuracy"] > document["test"]["baselines"]["majority_accuracy"]
     assert 0 < document["test"][twotower.RATING_OUTPUT]["rmse"] < 1.3
-    assert retrieval.is_twotower(M.load(tower_model / "model.keras"))
+    assert retrieval.is_twotower(saved.load(tower_model / "model.keras"))
     assert not (tower_model / "importance.json").exists()
     assert (tower_model / "figures" / "training.png").stat().st_size > 10_000
 
 
-def test_a_killed_two_tower_run_resumes_to_the_uninterrupted_result(tower_model, prepared_small, tmp_path,
-                                                                     monkeypatch):
+def test_a_killed_two_tower_run_resumes_to_the_uninterrupted_result(tower_model, prepared_small, tmp_path, monkeypatch):
     output = tmp_path / "model"
 
     class Interrupt(RuntimeError):
@@ -309,8 +346,9 @@ def test_a_killed_two_tower_run_resumes_to_the_uninterrupted_result(tower_model,
 
 def test_scoring_every_user_with_the_two_tower_model(tower_model, prepared_small, tmp_path):
     output = tmp_path / "scores"
-    document = load_job("score").main(["--data", str(prepared_small), "--model", str(tower_model),
-                                       "--output", str(output), "--set", "users=all"])
+    document = load_job("score").main(
+        ["--data", str(prepared_small), "--model", str(tower_model), "--output", str(output), "--set", "users=all"]
+    )
     assert document["path"]["kernel"] == "dot" and document["path"]["output"] == twotower.SCORE_OUTPUT
     assert document["users"]["scored"] == 610 and document["users"]["without_history"] == 0
     assert 0 < document["worker_user_vector_cpu_s"] < document["worker_cpu_s"]
@@ -321,8 +359,18 @@ def test_scoring_every_user_with_the_two_tower_model(tower_model, prepared_small
 
 
 def test_evaluating_the_two_tower_model_classifies_as_the_training_job_did(tower_model, prepared_small, tmp_path):
-    document = load_job("evaluate").main(["--data", str(prepared_small), "--model", str(tower_model),
-                                          "--output", str(tmp_path / "evaluation"), "--set", "baselines=popular"])
+    document = load_job("evaluate").main(
+        [
+            "--data",
+            str(prepared_small),
+            "--model",
+            str(tower_model),
+            "--output",
+            str(tmp_path / "evaluation"),
+            "--set",
+            "baselines=popular",
+        ]
+    )
     assert document["evaluated_model"] == "twotower" and list(document["models"]) == ["twotower", "popular"]
     ours = document["models"]["twotower"]
     trained = read_json(tower_model / "metrics.json")["test"][twotower.LIKE_OUTPUT]
@@ -336,7 +384,7 @@ def test_validation_ndcg_is_the_evaluations_protocol_on_the_holdout():
     """ranking_ndcg on a literal case: one user, relevant column ranked first by construction."""
     model = randomized_model()
     catalogue = towertrain.Catalogue(literal_catalogue(), np.arange(40) - (np.arange(40) == 0))
-    towers = retrieval.TwoTower.from_model(model, catalogue.inputs)
+    towers = twotower.arrays(model, catalogue.inputs)
     histories = literal_histories()
     keys = towers.keys(towertrain.user_vectors(towers, histories, np.array([4])))[0]
     own = histories.movies[histories.offsets[4] : histories.offsets[5]]
@@ -357,10 +405,20 @@ def half_sample(ml_small, prepare_job, tmp_path_factory) -> tuple[Path, Path]:
 def test_held_out_users_are_ranked_from_their_histories(half_sample, tmp_path):
     prepared, model = half_sample
     output = tmp_path / "evaluation"
-    document = load_job("evaluate").main([
-        "--data", str(prepared), "--model", str(model), "--output", str(output),
-        "--set", "baselines=ease,popular", "--set", "held_out_users=200",
-    ])
+    document = load_job("evaluate").main(
+        [
+            "--data",
+            str(prepared),
+            "--model",
+            str(model),
+            "--output",
+            str(output),
+            "--set",
+            "baselines=ease,popular",
+            "--set",
+            "held_out_users=200",
+        ]
+    )
     held = document["split"]["held_out"]
     assert 0 < held["users_with_liked_test_movie"] <= 200 and held["history_ratings"] > 5 * held["test_ratings"]
     assert set(document["models"]) == {"twotower", "ease", "popular"}

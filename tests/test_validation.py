@@ -6,11 +6,12 @@ a count mismatch."""
 from __future__ import annotations
 
 import pytest
-from helpers import frame
 from pyspark.testing import assertDataFrameEqual
 
 from sparkrec.core import columns as C
 from sparkrec.prepare import validation as V
+
+from helpers import frame
 
 NAN = float("nan")
 BAD = "\ufffd"  # what the reader decodes an invalid UTF-8 byte to
@@ -205,81 +206,122 @@ def test_classify_links_tmdb_id_may_be_empty(spark):
 
 
 def movies_sample(spark):
-    return V.classify_movies(frame(spark, MOVIES, [
-        (1, "Toy Story (1995)", "Animation", 1995, None),
-        (2, None, "Drama", None, None),
-        (3, '"Heat, The" (1995)', "Crime", None, '3,"Heat, The" (1995),Crime,x'),
-        (4, f"Caf{BAD} (2001)", "Drama", 2001, None),
-        (5, "Odd, The (1999)", "Comedy|Documentry", 1999, None),
-    ]))
+    return V.classify_movies(
+        frame(
+            spark,
+            MOVIES,
+            [
+                (1, "Toy Story (1995)", "Animation", 1995, None),
+                (2, None, "Drama", None, None),
+                (3, '"Heat, The" (1995)', "Crime", None, '3,"Heat, The" (1995),Crime,x'),
+                (4, f"Caf{BAD} (2001)", "Drama", 2001, None),
+                (5, "Odd, The (1999)", "Comedy|Documentry", 1999, None),
+            ],
+        )
+    )
 
 
 def test_good_keeps_the_columns_and_the_derived_year(spark):
-    expected = frame(spark, "movieId int, title string, genres string, release_year int",
-                     [(1, "Toy Story (1995)", "Animation", 1995)])
+    expected = frame(
+        spark,
+        "movieId int, title string, genres string, release_year int",
+        [(1, "Toy Story (1995)", "Animation", 1995)],
+    )
     assertDataFrameEqual(V.good(movies_sample(spark)), expected)
 
 
 def test_quarantine_record_is_the_raw_line_or_the_fields_joined(spark):
-    expected = frame(spark, C.QUARANTINE_SCHEMA, [
-        ("movies.csv", V.MALFORMED, "2,,Drama"),
-        # The line as Spark read it, quotes and all.
-        ("movies.csv", V.MALFORMED, '3,"Heat, The" (1995),Crime,x'),
-        # Fields joined back, unquoted; the derived year is no part of the line.
-        ("movies.csv", V.UNDECODABLE, f"4,Caf{BAD} (2001),Drama"),
-        ("movies.csv", V.UNMAPPED_GENRE, "5,Odd, The (1999),Comedy|Documentry"),
-    ])
+    expected = frame(
+        spark,
+        C.QUARANTINE_SCHEMA,
+        [
+            ("movies.csv", V.MALFORMED, "2,,Drama"),
+            # The line as Spark read it, quotes and all.
+            ("movies.csv", V.MALFORMED, '3,"Heat, The" (1995),Crime,x'),
+            # Fields joined back, unquoted; the derived year is no part of the line.
+            ("movies.csv", V.UNDECODABLE, f"4,Caf{BAD} (2001),Drama"),
+            ("movies.csv", V.UNMAPPED_GENRE, "5,Odd, The (1999),Comedy|Documentry"),
+        ],
+    )
     assertDataFrameEqual(V.quarantined(movies_sample(spark), "movies.csv"), expected)
 
 
 def test_quarantine_record_of_ratings_formats_numbers_as_spark_does(spark):
     ratings = frame(spark, RATINGS, [(4, 1, 3.25, 100, None), (2, 1, None, 100, None), (5, 9, 4.0, 100, None)])
-    expected = frame(spark, C.QUARANTINE_SCHEMA, [
-        ("ratings.csv", V.RATING_OFF_GRID, "4,1,3.25,100"),
-        ("ratings.csv", V.MALFORMED, "2,1,,100"),
-        ("ratings.csv", V.UNKNOWN_MOVIE, "5,9,4.0,100"),
-    ])
+    expected = frame(
+        spark,
+        C.QUARANTINE_SCHEMA,
+        [
+            ("ratings.csv", V.RATING_OFF_GRID, "4,1,3.25,100"),
+            ("ratings.csv", V.MALFORMED, "2,1,,100"),
+            ("ratings.csv", V.UNKNOWN_MOVIE, "5,9,4.0,100"),
+        ],
+    )
     actual = V.quarantined(V.classify_ratings(ratings, known_movies(spark, 1)), "ratings.csv")
     assertDataFrameEqual(actual, expected)
 
 
 def test_reason_counts_names_good_rows_ok(spark):
     assert V.reason_counts(movies_sample(spark)) == {
-        "ok": 1, V.MALFORMED: 2, V.UNDECODABLE: 1, V.UNMAPPED_GENRE: 1,
+        "ok": 1,
+        V.MALFORMED: 2,
+        V.UNDECODABLE: 1,
+        V.UNMAPPED_GENRE: 1,
     }
 
 
 # --- the threshold ---
 
 
-@pytest.mark.parametrize("counts, max_fraction", [
-    ({"ok": 9, V.UNKNOWN_MOVIE: 1}, 0.1),  # exactly at the limit passes
-    ({"ok": 7, V.UNKNOWN_MOVIE: 2, V.MALFORMED: 1}, 0.3),
-    ({"ok": 5}, 0.0),
-    ({}, 0.0),  # an empty file rejects nothing
-])
+@pytest.mark.parametrize(
+    "counts, max_fraction",
+    [
+        ({"ok": 9, V.UNKNOWN_MOVIE: 1}, 0.1),  # exactly at the limit passes
+        ({"ok": 7, V.UNKNOWN_MOVIE: 2, V.MALFORMED: 1}, 0.3),
+        ({"ok": 5}, 0.0),
+        ({}, 0.0),  # an empty file rejects nothing
+    ],
+)
 def test_bad_fraction_at_or_below_the_limit_passes(counts, max_fraction):
     V.check_bad_fraction("ratings.csv", counts, max_fraction)
 
 
-@pytest.mark.parametrize("counts, max_fraction, message", [
-    ({"ok": 8999, V.MALFORMED: 1001}, 0.1,
-     "ratings.csv: 1,001 of 10,000 rows rejected (10.01%), above max_bad_fraction=0.1; "
-     "most common reason malformed_row (1,001)"),
-    ({"ok": 9, V.UNKNOWN_MOVIE: 1}, 0.0999,
-     "ratings.csv: 1 of 10 rows rejected (10.00%), above max_bad_fraction=0.0999; "
-     "most common reason unknown_movie (1)"),
-    ({"ok": 4, V.MALFORMED: 1, V.UNKNOWN_MOVIE: 3, V.RATING_OFF_GRID: 2}, 0.5,
-     "ratings.csv: 6 of 10 rows rejected (60.00%), above max_bad_fraction=0.5; "
-     "most common reason unknown_movie (3)"),
-    # A tie names the reason last in name order, whatever order the counts came in.
-    ({V.UNKNOWN_MOVIE: 2, V.MALFORMED: 2}, 0.0,
-     "ratings.csv: 4 of 4 rows rejected (100.00%), above max_bad_fraction=0.0; "
-     "most common reason unknown_movie (2)"),
-    ({V.MALFORMED: 2, V.UNKNOWN_MOVIE: 2}, 0.0,
-     "ratings.csv: 4 of 4 rows rejected (100.00%), above max_bad_fraction=0.0; "
-     "most common reason unknown_movie (2)"),
-])
+@pytest.mark.parametrize(
+    "counts, max_fraction, message",
+    [
+        (
+            {"ok": 8999, V.MALFORMED: 1001},
+            0.1,
+            "ratings.csv: 1,001 of 10,000 rows rejected (10.01%), above max_bad_fraction=0.1; "
+            "most common reason malformed_row (1,001)",
+        ),
+        (
+            {"ok": 9, V.UNKNOWN_MOVIE: 1},
+            0.0999,
+            "ratings.csv: 1 of 10 rows rejected (10.00%), above max_bad_fraction=0.0999; "
+            "most common reason unknown_movie (1)",
+        ),
+        (
+            {"ok": 4, V.MALFORMED: 1, V.UNKNOWN_MOVIE: 3, V.RATING_OFF_GRID: 2},
+            0.5,
+            "ratings.csv: 6 of 10 rows rejected (60.00%), above max_bad_fraction=0.5; "
+            "most common reason unknown_movie (3)",
+        ),
+        # A tie names the reason last in name order, whatever order the counts came in.
+        (
+            {V.UNKNOWN_MOVIE: 2, V.MALFORMED: 2},
+            0.0,
+            "ratings.csv: 4 of 4 rows rejected (100.00%), above max_bad_fraction=0.0; "
+            "most common reason unknown_movie (2)",
+        ),
+        (
+            {V.MALFORMED: 2, V.UNKNOWN_MOVIE: 2},
+            0.0,
+            "ratings.csv: 4 of 4 rows rejected (100.00%), above max_bad_fraction=0.0; "
+            "most common reason unknown_movie (2)",
+        ),
+    ],
+)
 def test_bad_fraction_above_the_limit_fails_in_one_line(counts, max_fraction, message):
     with pytest.raises(V.TooManyBadRows) as caught:
         V.check_bad_fraction("ratings.csv", counts, max_fraction)

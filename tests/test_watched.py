@@ -4,13 +4,14 @@ and liked sets, the users chosen, and the counts the job reports before it score
 from __future__ import annotations
 
 import pytest
-from helpers import frame
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from sparkrec.core import columns as C
-from sparkrec.score.users import input_counts, known_users, scoring_input, watched_sets
 from sparkrec.core.columns import LIKED, WATCHED
+from sparkrec.score.users import input_counts, known_users, scoring_input, watched_sets
+
+from helpers import frame
 
 CATALOGUE = [(10,), (20,), (30,), (40,)]
 SETS = "userId int, watched array<int>, liked array<int>"
@@ -24,11 +25,18 @@ def sorted_sets(watched):
 
 @pytest.fixture(scope="module")
 def watched(spark):
-    interactions = frame(spark, "userId int, movieId int, rating double, like int", [
-        (1, 10, 4.0, 1), (1, 20, 2.0, 0), (1, 20, 4.5, 1),
-        (2, 30, 1.0, 0), (2, 99, 5.0, 1),  # 99 is not in the catalogue
-        (3, 99, 4.0, 1),
-    ])
+    interactions = frame(
+        spark,
+        "userId int, movieId int, rating double, like int",
+        [
+            (1, 10, 4.0, 1),
+            (1, 20, 2.0, 0),
+            (1, 20, 4.5, 1),
+            (2, 30, 1.0, 0),
+            (2, 99, 5.0, 1),  # 99 is not in the catalogue
+            (3, 99, 4.0, 1),
+        ],
+    )
     return watched_sets(interactions, frame(spark, "movieId int", CATALOGUE)).cache()
 
 
@@ -39,12 +47,16 @@ def user_vocab(spark):
 
 
 def test_watched_sets_hold_each_users_distinct_catalogue_movies(spark, watched):
-    expected = frame(spark, SETS, [
-        (1, [10, 20], [10, 20]),
-        (2, [30], []),
-        # A user whose every movie left the catalogue is still a user with a rating.
-        (3, [], []),
-    ])
+    expected = frame(
+        spark,
+        SETS,
+        [
+            (1, [10, 20], [10, 20]),
+            (2, [30], []),
+            # A user whose every movie left the catalogue is still a user with a rating.
+            (3, [], []),
+        ],
+    )
     assertDataFrameEqual(sorted_sets(watched), expected)
 
 
@@ -71,17 +83,26 @@ def test_known_users_drops_those_without_an_embedding(spark, watched, user_vocab
 
 
 def test_input_counts(spark):
-    users = frame(spark, INPUT, [
-        (1, 1, [10, 20], [10]),  # 2 unwatched of 4: fewer than k
-        (2, C.UNKNOWN_INDEX, [30], []),
-        (3, 2, [], []),
-    ])
+    users = frame(
+        spark,
+        INPUT,
+        [
+            (1, 1, [10, 20], [10]),  # 2 unwatched of 4: fewer than k
+            (2, C.UNKNOWN_INDEX, [30], []),
+            (3, 2, [], []),
+        ],
+    )
     assert input_counts(users, catalogue_size=4, k=3) == {
-        "users": 3, "unknown": 1, "no_history": 1,
-        "pairs": 2 + 3 + 4, "rows": 2 + 3 + 3, "short": 1,
+        "users": 3,
+        "unknown": 1,
+        "no_history": 1,
+        "pairs": 2 + 3 + 4,
+        "rows": 2 + 3 + 3,
+        "short": 1,
     }
 
 
 def test_input_counts_of_no_user_are_zeros(spark):
     assert input_counts(frame(spark, INPUT, []), catalogue_size=4, k=3) == dict.fromkeys(
-        ("users", "unknown", "no_history", "pairs", "rows", "short"), 0)
+        ("users", "unknown", "no_history", "pairs", "rows", "short"), 0
+    )

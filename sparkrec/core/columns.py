@@ -220,6 +220,15 @@ VOCABULARIES = {
     "tag": (TAG, "tag_idx"),
 }
 VOCABULARY_NAMES = tuple(sorted(VOCABULARIES))
+# Which vocabulary (manifest vocab_sizes key) bounds each index column.
+INDEX_VOCABULARY = {
+    USER_IDX: "user",
+    MOVIE_IDX: "movie",
+    GENRE1_IDX: "genre",
+    GENRE2_IDX: "genre",
+    YEAR_IDX: "year",
+    **{column: "tag" for column in TAG_IDX_COLUMNS},
+}
 
 # --- the scoring job's recommendations, and the per-user lists it scores from ---
 RANK = "rank"  # 1 = best

@@ -31,9 +31,9 @@ import re
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Iterator
 
 TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 QUIET_TF_LOG_LEVEL = "3"
@@ -47,8 +47,11 @@ _WARNINGS = (
     (UserWarning, "Please use make_reader", r"petastorm\."),
     # Keras converts TensorFlow tensors with np.array(), whose __array__ lacks numpy 2's copy
     # argument; shown where DeprecationWarnings are (pytest, python -W default).
-    (DeprecationWarning, r"__array__ implementation doesn't accept a copy keyword",
-     r"keras\.src\.backend\.tensorflow\.core"),
+    (
+        DeprecationWarning,
+        r"__array__ implementation doesn't accept a copy keyword",
+        r"keras\.src\.backend\.tensorflow\.core",
+    ),
 )
 
 # PYTHONWARNINGS entries (module names literal) for Spark's Python workers: on the legacy stack,
@@ -124,7 +127,7 @@ def import_tensorflow() -> ModuleType:
         return tensorflow
     # absl's notice, and lines of TensorFlow's C++ log (severity, date, time, thread, file:line)
     # of a severity below the level.
-    below = rf"{re.escape(_ABSL_NOTICE)}$|[{'IWE'[:int(level)]}]\d{{4}} [\d:.]+ +\d+ \S+:\d+\] "
+    below = rf"{re.escape(_ABSL_NOTICE)}$|[{'IWE'[: int(level)]}]\d{{4}} [\d:.]+ +\d+ \S+:\d+\] "
     with _stderr_through([sys.executable, "-I", "-S", "-c", _FILTER, below]):
         import tensorflow
     return tensorflow

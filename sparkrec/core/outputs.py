@@ -33,8 +33,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
 
 from sparkrec.core import storage
 from sparkrec.core.errors import SparkrecError
@@ -58,9 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser, help_text: str) -> None:
     """The `--output` / `--force` pair every job takes."""
     parser.add_argument("--output", required=True, help=help_text)
     parser.add_argument(
-        "--force", action="store_true",
+        "--force",
+        action="store_true",
         help="replace OUTPUT even when it is not this job's output "
-             "(never an input, a directory above one or inside one)",
+        "(never an input, a directory above one or inside one)",
     )
 
 
@@ -255,8 +256,9 @@ def siblings(output: str, suffixes: Sequence[str] = ()) -> dict[str, str]:
     return {suffix: output + suffix for suffix in (STAGING_SUFFIX, PREVIOUS_SUFFIX, LOCK_SUFFIX, *suffixes)}
 
 
-def check(spark: Spark, output: str, job: str, inputs: Mapping[str, str], force: bool = False,
-          extra: Sequence[str] = ()) -> None:
+def check(
+    spark: Spark, output: str, job: str, inputs: Mapping[str, str], force: bool = False, extra: Sequence[str] = ()
+) -> None:
     """Every refusal, touching nothing: raise OutputError naming the directory and why."""
     paths = siblings(output, extra)
     for path in (output, *paths.values()):
@@ -283,8 +285,15 @@ def recover(spark: Spark, output: str) -> None:
 
 
 @contextmanager
-def staged_output(spark: Spark, output: str, job: str, inputs: Mapping[str, str] | None = None,
-                  force: bool = False, extra: Sequence[str] = (), keep_failed: bool = True) -> Iterator[str]:
+def staged_output(
+    spark: Spark,
+    output: str,
+    job: str,
+    inputs: Mapping[str, str] | None = None,
+    force: bool = False,
+    extra: Sequence[str] = (),
+    keep_failed: bool = True,
+) -> Iterator[str]:
     """Yield a fresh staging directory for `job`; when the block succeeds, swap it into `output`.
 
     `inputs` maps each input flag to its path; `extra` names further sibling
@@ -298,8 +307,14 @@ def staged_output(spark: Spark, output: str, job: str, inputs: Mapping[str, str]
     check(spark, output, job, inputs, force, extra)
     parent = output.rsplit("/", 1)[0] if "/" in output else "."
     storage.mkdirs(spark, parent or "/")
-    run = {"job": job, "run_id": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
-           "started_unix": int(time.time()), "force": force}
+    run = {
+        "job": job,
+        "run_id": uuid.uuid4().hex,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_unix": int(time.time()),
+        "force": force,
+    }
     lock = Lock(spark, output + LOCK_SUFFIX, run)
     lock.acquire(output)
     staging = output + STAGING_SUFFIX
@@ -315,8 +330,10 @@ def staged_output(spark: Spark, output: str, job: str, inputs: Mapping[str, str]
                 storage.delete(spark, staging)
             raise
         if not lock.held():
-            raise OutputError(f"{lock.path} was taken over by another run: {output} not replaced, "
-                              f"this run's output is left in {staging}")
+            raise OutputError(
+                f"{lock.path} was taken over by another run: {output} not replaced, "
+                f"this run's output is left in {staging}"
+            )
         previous = output + PREVIOUS_SUFFIX
         if storage.exists(spark, output):
             storage.rename(spark, output, previous)

@@ -7,7 +7,7 @@ checks and their messages are these, whoever calls them.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from sparkrec.core import storage
 from sparkrec.core.storage import Spark

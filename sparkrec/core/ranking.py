@@ -9,7 +9,7 @@ split that happens to give fewer users a liked test movie.
 
 from __future__ import annotations
 
-from typing import Collection, Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 

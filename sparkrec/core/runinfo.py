@@ -9,9 +9,10 @@ import logging
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sparkrec.core import storage
 from sparkrec.core.config import to_dict

@@ -22,4 +22,3 @@ def start(app_name: str) -> SparkSession:
     for key, value in console.spark_settings().items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
-

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Optional
 
 from pyspark.sql import SparkSession
 
-Spark = Optional[SparkSession]
+Spark = SparkSession | None
 
 
 def qualify(path: str) -> str:
@@ -32,9 +31,9 @@ def is_local(path: str) -> bool:
 def local_path(path: str) -> str:
     """The OS path of a local path or `file:` URL."""
     if path.startswith("file://"):
-        return path[len("file://"):]
+        return path[len("file://") :]
     if path.startswith("file:"):
-        return path[len("file:"):]
+        return path[len("file:") :]
     return path
 
 

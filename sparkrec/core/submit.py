@@ -75,7 +75,7 @@ def read_properties(path: Path) -> dict[str, str]:
             continue
         for i, char in enumerate(line):
             if char in " \t=:":
-                settings[line[:i]] = line[i + 1:].strip(" \t=:")
+                settings[line[:i]] = line[i + 1 :].strip(" \t=:")
                 break
     return settings
 
@@ -93,8 +93,11 @@ def command(args: list[str], environ: dict[str, str], python: str) -> tuple[list
     # A file that is not there is spark-submit's to report.
     settings = read_properties(profile) if "--properties-file" in named and profile.is_file() else {}
     master = named.get("--master") or properties.get("spark.master") or settings.get("spark.master", "local[*]")
-    deploy_mode = (named.get("--deploy-mode") or properties.get("spark.submit.deployMode")
-                   or settings.get("spark.submit.deployMode", "client"))
+    deploy_mode = (
+        named.get("--deploy-mode")
+        or properties.get("spark.submit.deployMode")
+        or settings.get("spark.submit.deployMode", "client")
+    )
     home = spark_home()
     environ = {**environ, "SPARK_HOME": str(home)}
     if deploy_mode == "client":

@@ -7,8 +7,8 @@ catalogue by the dot products of the learned factors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -43,8 +43,9 @@ class Factors(Baseline):
         return self.user_factors[user_idx] @ self.item_factors.T
 
 
-def factor_tables(model: ALSModel, vocab_sizes: dict[str, int], catalogue: pd.DataFrame,
-                  missing: float) -> tuple[np.ndarray, np.ndarray]:
+def factor_tables(
+    model: ALSModel, vocab_sizes: dict[str, int], catalogue: pd.DataFrame, missing: float
+) -> tuple[np.ndarray, np.ndarray]:
     """User factors by user_idx and item factors by catalogue row; `missing` fills the rows of
     indices ALS never saw (index 0, unknown, among them: no train row carries it)."""
     tables = []
@@ -91,8 +92,9 @@ def _fit(frame: DataFrame, setting: dict, max_iter: int, seed: int, blocks: int,
         # who only disliked) and whose other side's factors collapsed under a strong regParam.
         if "SingularMatrixException" not in str(error):
             raise
-        raise FitFailed("MLlib ALS: a normal-equation matrix is singular (LAPACK dppsv: not positive "
-                        "definite)") from None
+        raise FitFailed(
+            "MLlib ALS: a normal-equation matrix is singular (LAPACK dppsv: not positive definite)"
+        ) from None
 
 
 # --- explicit ratings -----------------------------------------------------------
@@ -110,8 +112,17 @@ class Als(Factors):
 
     name = "als"
 
-    def __init__(self, movie_ids: np.ndarray, model: ALSModel, calibration: Calibration, user_means: DataFrame,
-                 global_mean: float, like_threshold: float, tables: tuple[np.ndarray, np.ndarray], tuned: Tuned):
+    def __init__(
+        self,
+        movie_ids: np.ndarray,
+        model: ALSModel,
+        calibration: Calibration,
+        user_means: DataFrame,
+        global_mean: float,
+        like_threshold: float,
+        tables: tuple[np.ndarray, np.ndarray],
+        tuned: Tuned,
+    ):
         super().__init__(movie_ids, *tables)
         self.model = model
         self.calibration = calibration
@@ -145,8 +156,16 @@ def _rating_calibration(model: ALSModel, validation: DataFrame) -> Calibration:
 
 
 def fit_als(
-    train: DataFrame, catalogue: pd.DataFrame, vocab_sizes: dict[str, int], axes: dict[str, list],
-    max_iter: int, validation_fraction: float, seed: int, like_threshold: float, blocks: int, widen: int,
+    train: DataFrame,
+    catalogue: pd.DataFrame,
+    vocab_sizes: dict[str, int],
+    axes: dict[str, list],
+    max_iter: int,
+    validation_fraction: float,
+    seed: int,
+    like_threshold: float,
+    blocks: int,
+    widen: int,
     max_rank: int,
 ) -> Als:
     """Search rank x regParam by validation RMSE, calibrate on validation, refit on all of train.
@@ -162,8 +181,14 @@ def fit_als(
         fit_part = fit_part.cache()
     validation = validation.cache()
     tuned = search(
-        "als", axes, lambda s: _fit(fit_part, s, max_iter, seed, blocks, implicit=False),
-        lambda m: _rmse(m, validation), "rmse", maximize=False, widen=widen, limits={"rank": max_rank},
+        "als",
+        axes,
+        lambda s: _fit(fit_part, s, max_iter, seed, blocks, implicit=False),
+        lambda m: _rmse(m, validation),
+        "rmse",
+        maximize=False,
+        widen=widen,
+        limits={"rank": max_rank},
     )
     calibration = _rating_calibration(tuned.model, validation)
     model = _fit(train, tuned.setting, max_iter, seed, blocks, implicit=False)
@@ -192,8 +217,15 @@ class AlsImplicit(Calibrated, Factors):
 
     name = "als_implicit"
 
-    def __init__(self, movie_ids: np.ndarray, tables: tuple[np.ndarray, np.ndarray], calibration: Calibration,
-                 tuned: Tuned, signal: str, iterations: dict[str, int]):
+    def __init__(
+        self,
+        movie_ids: np.ndarray,
+        tables: tuple[np.ndarray, np.ndarray],
+        calibration: Calibration,
+        tuned: Tuned,
+        signal: str,
+        iterations: dict[str, int],
+    ):
         super().__init__(movie_ids, *tables)
         self.calibration = calibration
         self.tuned = tuned
@@ -206,14 +238,23 @@ class AlsImplicit(Calibrated, Factors):
 
 def preference(frame: DataFrame, signal: str) -> DataFrame:
     """The implicit rating of each rated pair: 1 (binary), the stars (rating), or +1 / -1 for a like / dislike."""
-    value = {"binary": F.lit(1.0), "rating": F.col(C.RATING),
-             "like": F.when(F.col(C.LIKE) == 1, 1.0).otherwise(-1.0)}[signal]
+    value = {"binary": F.lit(1.0), "rating": F.col(C.RATING), "like": F.when(F.col(C.LIKE) == 1, 1.0).otherwise(-1.0)}[
+        signal
+    ]
     return frame.select(C.USER_IDX, C.MOVIE_IDX, value.cast("float").alias(PREFERENCE))
 
 
 def fit_als_implicit(
-    train: DataFrame, catalogue: pd.DataFrame, vocab_sizes: dict[str, int], carve_out: RankingCarveOut,
-    axes: dict[str, list], iterations: tuple[int, int], seed: int, blocks: int, signal: str, widen: int,
+    train: DataFrame,
+    catalogue: pd.DataFrame,
+    vocab_sizes: dict[str, int],
+    carve_out: RankingCarveOut,
+    axes: dict[str, list],
+    iterations: tuple[int, int],
+    seed: int,
+    blocks: int,
+    signal: str,
+    widen: int,
     max_rank: int,
 ) -> AlsImplicit:
     """Search rank x regParam x alpha by NDCG on the carve-out, calibrate there, refit on all of train.
@@ -230,8 +271,16 @@ def fit_als_implicit(
         model = _fit(fit_part, setting, search_iter, seed, blocks, implicit=True)
         return Factors(movie_ids, *factor_tables(model, vocab_sizes, catalogue, 0.0))
 
-    tuned = search("als_implicit", axes, fit, carve_out.ndcg, carve_out.measure, maximize=True, widen=widen,
-                   limits={"rank": max_rank})
+    tuned = search(
+        "als_implicit",
+        axes,
+        fit,
+        carve_out.ndcg,
+        carve_out.measure,
+        maximize=True,
+        widen=widen,
+        limits={"rank": max_rank},
+    )
     calibration = calibrate(tuned.model, carve_out)
     fit_part.unpersist()
     model = _fit(preference(train, signal), tuned.setting, max_iter, seed, blocks, implicit=True)

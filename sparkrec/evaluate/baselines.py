@@ -28,8 +28,8 @@ from pyspark.sql import functions as F
 
 from sparkrec.core import columns as C
 from sparkrec.core import metrics
-from sparkrec.score.scorers import Block
 from sparkrec.evaluate.tuning import RankingCarveOut
+from sparkrec.score.scorers import Block
 
 # Columns of the frames `classify` returns.
 PROBABILITY = "like_probability"
@@ -146,12 +146,14 @@ class Calibrated(Baseline):
         frame = rows.select(C.USER_ID, C.MOVIE_ID, C.USER_IDX).toPandas()
         scores = self.pair_scores(frame[C.USER_IDX].to_numpy(), frame[C.MOVIE_ID].to_numpy())
         probability = self.calibration.probability(scores)
-        return pd.DataFrame({
-            C.USER_ID: frame[C.USER_ID],
-            C.MOVIE_ID: frame[C.MOVIE_ID],
-            PROBABILITY: probability,
-            PREDICTED: (probability >= 0.5).astype(int),
-        })
+        return pd.DataFrame(
+            {
+                C.USER_ID: frame[C.USER_ID],
+                C.MOVIE_ID: frame[C.MOVIE_ID],
+                PROBABILITY: probability,
+                PREDICTED: (probability >= 0.5).astype(int),
+            }
+        )
 
 
 def calibrate(model: Baseline, carve_out: RankingCarveOut) -> Calibration:
@@ -165,5 +167,3 @@ def calibrate(model: Baseline, carve_out: RankingCarveOut) -> Calibration:
 
 
 # --- logistic regression ("standard machine learning") ------------------------
-
-

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
-from sparkrec.core.errors import SparkrecError
-from sparkrec.core.config import ConfigError, count_or_all
 
+from sparkrec.core.config import ConfigError, count_or_all
+from sparkrec.core.errors import SparkrecError
 
 # Strongest first: the two top-N baselines, then popularity, the rating regressor and the paper's "standard ML".
 BASELINES = ("als_implicit", "ease", "popular", "als", "logistic")
@@ -65,15 +65,28 @@ class EvaluateConfig:
             raise ConfigError(f"held_out_users: expected 0 (none) or a positive integer, got {self.held_out_users}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"validation_fraction: expected a value in (0, 1), got {self.validation_fraction}")
-        grids = {"als_ranks": self.als_ranks, "als_reg_params": self.als_reg_params,
-                 "als_implicit_ranks": self.als_implicit_ranks, "als_implicit_reg_params": self.als_implicit_reg_params,
-                 "als_implicit_alphas": self.als_implicit_alphas, "ease_lambdas": self.ease_lambdas,
-                 "logistic_reg_params": self.logistic_reg_params}
+        grids = {
+            "als_ranks": self.als_ranks,
+            "als_reg_params": self.als_reg_params,
+            "als_implicit_ranks": self.als_implicit_ranks,
+            "als_implicit_reg_params": self.als_implicit_reg_params,
+            "als_implicit_alphas": self.als_implicit_alphas,
+            "ease_lambdas": self.ease_lambdas,
+            "logistic_reg_params": self.logistic_reg_params,
+        }
         for name, values in grids.items():
             if not values or min(values) < 0 or (name.endswith("_ranks") and min(values) < 1):
                 raise ConfigError(f"{name}: expected a non-empty list of non-negative values, got {values}")
-        positive = ("als_max_iter", "als_max_rank", "als_implicit_search_iter", "als_implicit_max_iter",
-                    "ease_max_items", "logistic_max_iter", "block_users", "predict_batch_size")
+        positive = (
+            "als_max_iter",
+            "als_max_rank",
+            "als_implicit_search_iter",
+            "als_implicit_max_iter",
+            "ease_max_items",
+            "logistic_max_iter",
+            "block_users",
+            "predict_batch_size",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")

@@ -1,19 +1,20 @@
-"""The split as the evaluation reads it: what every model is fitted on, classifies and ranks, and the users outside the sample."""
+"""The split as the evaluation reads it: what every model is fitted on, classifies and ranks; the held-out users."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from sparkrec.core import columns as C
 from sparkrec.core import prepare_output
+from sparkrec.evaluate.config import EvaluateConfig, EvaluateError
 from sparkrec.prepare import sampling
 from sparkrec.score.planning import Tables
 from sparkrec.score.users import scoring_input, watched_sets
-from sparkrec.core import columns as C
-from sparkrec.evaluate.config import EvaluateConfig, EvaluateError
-
 
 # What the evaluation reads of a prepare output beside what scoring reads (sparkrec.score.planning).
 SPLITS = ("train", "test")
@@ -84,8 +85,14 @@ def rating_counts(train: DataFrame) -> dict[int, int]:
     return {int(movie): int(n) for movie, n in train.groupBy(C.MOVIE_ID).count().toPandas().itertuples(index=False)}
 
 
-def held_out_users(spark: SparkSession, interactions: DataFrame, movies: DataFrame, user_vocab: DataFrame,
-                   manifest: dict, config: EvaluateConfig) -> HeldOut | None:
+def held_out_users(
+    spark: SparkSession,
+    interactions: DataFrame,
+    movies: DataFrame,
+    user_vocab: DataFrame,
+    manifest: dict,
+    config: EvaluateConfig,
+) -> HeldOut | None:
     """A seeded sample of `held_out_users` users of interactions/ outside the sample, split as prepare splits.
 
     None when every user with a rating was sampled.
@@ -121,7 +128,11 @@ def load_data(spark: SparkSession, inputs: Tables, config: EvaluateConfig) -> Ev
     movies, user_vocab = inputs.movies, inputs.user_vocab
     labels = test.select(C.USER_ID, C.MOVIE_ID, C.LIKE).toPandas()
     manifest = prepare_output.read_manifest(spark, data_dir, EvaluateError)
-    held = held_out_users(spark, inputs.interactions, movies, user_vocab, manifest, config) if config.held_out_users else None
+    held = (
+        held_out_users(spark, inputs.interactions, movies, user_vocab, manifest, config)
+        if config.held_out_users
+        else None
+    )
     return EvalData(
         train=train,
         test=test,

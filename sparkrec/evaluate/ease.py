@@ -21,10 +21,10 @@ import scipy.sparse
 from pyspark.sql import DataFrame
 
 from sparkrec.core import columns as C
-from sparkrec.score.scorers import Block
+from sparkrec.core.runinfo import get_logger
 from sparkrec.evaluate.baselines import Calibrated, Calibration, calibrate
 from sparkrec.evaluate.tuning import RankingCarveOut, Skipped, Tuned, search
-from sparkrec.core.runinfo import get_logger
+from sparkrec.score.scorers import Block
 
 log = get_logger("ease")
 
@@ -34,8 +34,15 @@ class Ease(Calibrated):
 
     name = "ease"
 
-    def __init__(self, movie_ids: np.ndarray, history: scipy.sparse.csr_matrix, weights: np.ndarray,
-                 columns: np.ndarray, calibration: Calibration | None = None, tuned: Tuned | None = None):
+    def __init__(
+        self,
+        movie_ids: np.ndarray,
+        history: scipy.sparse.csr_matrix,
+        weights: np.ndarray,
+        columns: np.ndarray,
+        calibration: Calibration | None = None,
+        tuned: Tuned | None = None,
+    ):
         super().__init__(movie_ids)
         self.history = history  # users (by user_idx) x items, 1 where rated
         self.weights = weights  # items x items, B
@@ -74,8 +81,9 @@ def weights(gram: np.ndarray, lam: float) -> np.ndarray:
 
     Built in one items x items array besides `gram`: factor, inverse and B overwrite each other.
     """
-    factor, lower = scipy.linalg.cho_factor(gram + lam * np.eye(len(gram), dtype=gram.dtype),
-                                            overwrite_a=True, check_finite=False)
+    factor, lower = scipy.linalg.cho_factor(
+        gram + lam * np.eye(len(gram), dtype=gram.dtype), overwrite_a=True, check_finite=False
+    )
     potri = scipy.linalg.get_lapack_funcs("potri", (factor,))
     inverse, info = potri(factor, lower=lower, overwrite_c=True)
     if info != 0:
@@ -107,8 +115,9 @@ class Matrix:
         self.items = np.unique(pairs[C.MOVIE_IDX].to_numpy())
         position = np.searchsorted(self.items, pairs[C.MOVIE_IDX].to_numpy())
         ones = np.ones(len(pairs), dtype=np.float32)
-        self.history = scipy.sparse.csr_matrix((ones, (pairs[C.USER_IDX].to_numpy(), position)),
-                                               shape=(users, len(self.items)))
+        self.history = scipy.sparse.csr_matrix(
+            (ones, (pairs[C.USER_IDX].to_numpy(), position)), shape=(users, len(self.items))
+        )
 
     def gram(self) -> np.ndarray:
         return np.asarray((self.history.T @ self.history).todense(), dtype=np.float32)
@@ -125,8 +134,13 @@ def _pairs(frame: DataFrame) -> pd.DataFrame:
 
 
 def fit_ease(
-    train: DataFrame, catalogue: pd.DataFrame, vocab_sizes: dict[str, int], carve_out: RankingCarveOut,
-    lambdas: list[float], max_items: int, widen: int,
+    train: DataFrame,
+    catalogue: pd.DataFrame,
+    vocab_sizes: dict[str, int],
+    carve_out: RankingCarveOut,
+    lambdas: list[float],
+    max_items: int,
+    widen: int,
 ) -> Ease:
     """Search lambda by NDCG on the carve-out, calibrate there, refit on all of train.
 
@@ -134,17 +148,23 @@ def fit_ease(
     """
     everything = Matrix(_pairs(train), vocab_sizes["user"])
     if len(everything.items) > max_items:
-        reason = (f"train rates {len(everything.items):,} movies, above ease_max_items={max_items:,} "
-                  f"(the Gram matrix alone would take {len(everything.items) ** 2 * 4 / 2**30:.1f} GiB)")
+        reason = (
+            f"train rates {len(everything.items):,} movies, above ease_max_items={max_items:,} "
+            f"(the Gram matrix alone would take {len(everything.items) ** 2 * 4 / 2**30:.1f} GiB)"
+        )
         log.warning("ease skipped: %s", reason)
         raise Skipped(reason)
     movie_ids = catalogue[C.MOVIE_ID].to_numpy()
     part = Matrix(_pairs(carve_out.fit), vocab_sizes["user"])
     gram = part.gram()
     tuned = search(
-        "ease", {"lambda": lambdas},
+        "ease",
+        {"lambda": lambdas},
         lambda s: Ease(movie_ids, part.history, weights(gram, s["lambda"]), part.columns(catalogue)),
-        carve_out.ndcg, carve_out.measure, maximize=True, widen=widen,
+        carve_out.ndcg,
+        carve_out.measure,
+        maximize=True,
+        widen=widen,
     )
     calibration = calibrate(tuned.model, carve_out)
     tuned.model = gram = None  # free the fit part's matrices before building the final ones

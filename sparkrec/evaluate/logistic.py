@@ -9,10 +9,10 @@ from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.feature import OneHotEncoder, OneHotEncoderModel, VectorAssembler
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from sparkrec.core import columns as C
-from sparkrec.evaluate.tuning import Tuned, carve_validation, search
-from sparkrec.evaluate.baselines import Baseline, classified, positive_probability
 
+from sparkrec.core import columns as C
+from sparkrec.evaluate.baselines import Baseline, classified, positive_probability
+from sparkrec.evaluate.tuning import Tuned, carve_validation, search
 
 # One-hot blocks of the feature vector, in order; the 20 genre flags follow.
 _PREDICTION = "prediction"  # LogisticRegression's output column
@@ -29,8 +29,14 @@ class Logistic(Baseline):
 
     name = "logistic"
 
-    def __init__(self, movie_ids: np.ndarray, encoder: OneHotEncoderModel, model: LogisticRegressionModel,
-                 terms: tuple[np.ndarray, np.ndarray], tuned: Tuned):
+    def __init__(
+        self,
+        movie_ids: np.ndarray,
+        encoder: OneHotEncoderModel,
+        model: LogisticRegressionModel,
+        terms: tuple[np.ndarray, np.ndarray],
+        tuned: Tuned,
+    ):
         super().__init__(movie_ids)
         self.encoder = encoder
         self.model = model
@@ -75,7 +81,11 @@ def _logistic(setting: dict, max_iter: int) -> LogisticRegression:
     # One-hot columns share a scale already; standardising would weaken the
     # penalty on rare users and movies, the ones most prone to overfit.
     return LogisticRegression(
-        labelCol=C.LIKE, featuresCol=_FEATURES, regParam=setting["reg_param"], maxIter=max_iter, standardization=False,
+        labelCol=C.LIKE,
+        featuresCol=_FEATURES,
+        regParam=setting["reg_param"],
+        maxIter=max_iter,
+        standardization=False,
     )
 
 
@@ -85,7 +95,9 @@ def _log_loss(model: LogisticRegressionModel, validation: DataFrame) -> float:
 
 
 def _split_terms(
-    model: LogisticRegressionModel, vocab_sizes: dict[str, int], catalogue: pd.DataFrame,
+    model: LogisticRegressionModel,
+    vocab_sizes: dict[str, int],
+    catalogue: pd.DataFrame,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The per-user and per-catalogue-movie parts of the logit, from the coefficient blocks."""
     weights = model.coefficients.toArray()
@@ -95,24 +107,35 @@ def _split_terms(
     movie_terms = (
         movie_w[catalogue[C.MOVIE_IDX].to_numpy()]
         + year_w[catalogue[C.YEAR_IDX].to_numpy()]
-        + flags @ weights[bounds[-1]:]
+        + flags @ weights[bounds[-1] :]
         + model.intercept
     )
     return user_w, movie_terms
 
 
 def fit_logistic(
-    spark: SparkSession, train: DataFrame, catalogue: pd.DataFrame, vocab_sizes: dict[str, int],
-    reg_params: list[float], max_iter: int, validation_fraction: float, seed: int, widen: int,
+    spark: SparkSession,
+    train: DataFrame,
+    catalogue: pd.DataFrame,
+    vocab_sizes: dict[str, int],
+    reg_params: list[float],
+    max_iter: int,
+    validation_fraction: float,
+    seed: int,
+    widen: int,
 ) -> Logistic:
     """Choose regParam by validation log loss, then refit on all of train."""
     encoder = _encoder(spark, vocab_sizes)
     featured = _features(encoder, train).select(_FEATURES, C.LIKE, C.USER_ID, C.MOVIE_ID, C.TIMESTAMP).cache()
     fit_part, validation = carve_validation(featured, validation_fraction, seed)
     tuned = search(
-        "logistic", {"reg_param": reg_params},
+        "logistic",
+        {"reg_param": reg_params},
         lambda s: _logistic(s, max_iter).fit(fit_part),
-        lambda m: _log_loss(m, validation), "log loss", maximize=False, widen=widen,
+        lambda m: _log_loss(m, validation),
+        "log loss",
+        maximize=False,
+        widen=widen,
     )
     model = _logistic(tuned.setting, max_iter).fit(featured)
     terms = _split_terms(model, vocab_sizes, catalogue)

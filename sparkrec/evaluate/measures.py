@@ -1,15 +1,15 @@
-"""What every model is measured by (like classification, top-K ranking) and the margins between ours and each baseline."""
+"""What every model is measured by (like classification, top-K ranking), and ours minus each baseline."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sparkrec.evaluate import baselines
-from sparkrec.core import metrics, ranking
+
 from sparkrec.core import columns as C
+from sparkrec.core import metrics, ranking
+from sparkrec.evaluate import baselines
 from sparkrec.evaluate.config import EvaluateError
 from sparkrec.evaluate.data import EvalData
-
 
 THRESHOLDED = ("accuracy", "precision", "recall", "f1")
 
@@ -50,10 +50,12 @@ def targets(k: int) -> tuple[tuple[str, str, str], ...]:
 
 
 def comparison(results: dict[str, dict], k: int) -> dict[str, dict]:
-    """Our model (the first of `results`) minus each baseline on the two target metrics, and whether it is ahead on both."""
+    """Our model (the first of `results`) minus each baseline on the two target metrics; whether it is ahead on both."""
     ours, *others = results
     verdicts = {}
     for name in others:
-        margins = {metric: results[ours][group][metric] - results[name][group][metric] for group, metric, _ in targets(k)}
+        margins = {
+            metric: results[ours][group][metric] - results[name][group][metric] for group, metric, _ in targets(k)
+        }
         verdicts[name] = {**margins, "better_on_both": all(m > 0 for m in margins.values())}
     return verdicts

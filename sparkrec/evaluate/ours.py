@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+
+from sparkrec.core import columns as C
+from sparkrec.core.runinfo import StageTimer
 from sparkrec.evaluate import baselines
+from sparkrec.evaluate.config import EvaluateConfig
 from sparkrec.score.config import ScoreConfig
 from sparkrec.score.keras_io import catalogue_inputs, load_keras_model, scored_model
 from sparkrec.score.planning import Inputs, Plan, choose, read_inputs
 from sparkrec.score.scorers import Block, TwoTowerScorer, watched_positions
 from sparkrec.score.workers import build_scorer
-from sparkrec.core import columns as C
-from sparkrec.core.runinfo import StageTimer
-from sparkrec.evaluate.config import EvaluateConfig
-
 
 # The test ratings ask P(like | rated): the like head's question, whichever output ranks.
 CLASSIFIED_OUTPUT = C.LIKE
@@ -42,12 +43,14 @@ class Deep:
             feed[C.USER_IDX] = frame[C.USER_IDX].to_numpy(dtype=np.int32).reshape(-1, 1)
             probability = np.asarray(self.model.predict(feed, batch_size=self.batch_size, verbose=0), dtype=np.float64)
             probability = probability.reshape(-1)
-        return pd.DataFrame({
-            C.USER_ID: frame[C.USER_ID],
-            C.MOVIE_ID: frame[C.MOVIE_ID],
-            baselines.PROBABILITY: probability,
-            baselines.PREDICTED: (probability >= 0.5).astype(int),
-        })
+        return pd.DataFrame(
+            {
+                C.USER_ID: frame[C.USER_ID],
+                C.MOVIE_ID: frame[C.MOVIE_ID],
+                baselines.PROBABILITY: probability,
+                baselines.PREDICTED: (probability >= 0.5).astype(int),
+            }
+        )
 
     def tower_probabilities(self, frame: pd.DataFrame) -> np.ndarray:
         """The like head on each row, the user placed by their train history (as they are ranked)."""

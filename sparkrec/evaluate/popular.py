@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
 from sparkrec.core import columns as C
-from sparkrec.evaluate.baselines import Baseline, PROBABILITY, classified
+from sparkrec.evaluate.baselines import PROBABILITY, Baseline, classified
 
 
 class Popular(Baseline):
@@ -44,5 +45,8 @@ def fit_popular(train: DataFrame, catalogue: pd.DataFrame, prior: float) -> Popu
     stats = counts.select(C.MOVIE_ID, "likes", shrunk.alias(PROBABILITY)).cache()
     likes = catalogue[[C.MOVIE_ID]].merge(stats.select(C.MOVIE_ID, "likes").toPandas(), on=C.MOVIE_ID, how="left")
     return Popular(
-        catalogue[C.MOVIE_ID].to_numpy(), stats.drop("likes"), likes["likes"].fillna(0).to_numpy(np.float64), global_rate
+        catalogue[C.MOVIE_ID].to_numpy(),
+        stats.drop("likes"),
+        likes["likes"].fillna(0).to_numpy(np.float64),
+        global_rate,
     )

@@ -5,13 +5,24 @@ from __future__ import annotations
 from sparkrec.evaluate.measures import LISTED_POPULARITY, targets
 from sparkrec.evaluate.ours import CLASSIFIED_OUTPUT
 
-
-CLASSIFICATION_COLUMNS = (("accuracy", "accuracy"), ("auc", "AUC"), ("log_loss", "log loss"),
-                          ("precision", "precision"), ("recall", "recall"), ("f1", "F1"))
+CLASSIFICATION_COLUMNS = (
+    ("accuracy", "accuracy"),
+    ("auc", "AUC"),
+    ("log_loss", "log loss"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("f1", "F1"),
+)
 
 
 def ranking_columns(k: int) -> tuple[tuple[str, str], ...]:
-    names = (("precision", "precision"), ("recall", "recall"), ("ndcg", "NDCG"), ("map", "MAP"), ("coverage", "coverage"))
+    names = (
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("ndcg", "NDCG"),
+        ("map", "MAP"),
+        ("coverage", "coverage"),
+    )
     return tuple((f"{key}@{k}", f"{label}@{k}") for key, label in names)
 
 
@@ -23,8 +34,10 @@ def _table(results: dict, group: str, columns: tuple[tuple[str, str], ...], lowe
         values = [r[group][key] for r in results.values()]
         best[key] = min(values) if key in lower_is_better else max(values)
     for name, result in results.items():
-        cells = [f"**{result[group][key]:.4f}**" if result[group][key] == best[key] else f"{result[group][key]:.4f}"
-                 for key, _ in columns]
+        cells = [
+            f"**{result[group][key]:.4f}**" if result[group][key] == best[key] else f"{result[group][key]:.4f}"
+            for key, _ in columns
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -51,8 +64,10 @@ def _verdict_lines(ours: str, verdicts: dict, results: dict, k: int) -> list[str
     else:
         lines = [f"`{ours}` is ahead of every baseline on accuracy and NDCG@{k}.", ""]
     for name, verdict in verdicts.items():
-        parts = [f"{_margin(verdict, results[name], *target)} ({'ahead' if verdict[target[1]] > 0 else 'behind'})"
-                 for target in targets(k)]
+        parts = [
+            f"{_margin(verdict, results[name], *target)} ({'ahead' if verdict[target[1]] > 0 else 'behind'})"
+            for target in targets(k)
+        ]
         lines.append(f"- vs {name}: " + ", ".join(parts))
     return lines
 
@@ -85,7 +100,8 @@ def report(doc: dict) -> str:
         "# Recommendation quality",
         "",
         f"Data `{doc['data']}`, model `{doc['model']}` (classifies with its `{CLASSIFIED_OUTPUT}` output, ranks with "
-        f"its `{results[doc['evaluated_model']]['details']['ranking_output']}` output). {split['users_evaluated']:,} users, "
+        f"its `{results[doc['evaluated_model']]['details']['ranking_output']}` output). "
+        f"{split['users_evaluated']:,} users, "
         f"{split['test_rows']:,} test ratings ({split['test_like_rate']:.1%} liked), "
         f"{split['catalogue_movies']:,} catalogue movies. Majority-class accuracy {split['majority_accuracy']:.4f}.",
         "",
@@ -121,15 +137,20 @@ def _held_out_lines(doc: dict) -> list[str]:
     held, k = doc["split"]["held_out"], doc["k"]
     if held is None:
         if doc["config"]["held_out_users"]:
-            return [f"## Top-{k} for users outside the training sample", "",
-                    "None: prepare sampled every user with a rating (held_out_users needs a smaller sample_users).", ""]
+            return [
+                f"## Top-{k} for users outside the training sample",
+                "",
+                "None: prepare sampled every user with a rating (held_out_users needs a smaller sample_users).",
+                "",
+            ]
         return []
     results = {name: result for name, result in doc["models"].items() if "held_out_ranking" in result}
     columns = ranking_columns(k)[:4]
     lines = [
         f"## Top-{k} for users outside the training sample",
         "",
-        f"{held['users_with_liked_test_movie']:,} users the model never trained on, with a liked test movie, each split "
+        f"{held['users_with_liked_test_movie']:,} users the model never trained on, with a liked test movie, "
+        "each split "
         f"by prepare's rule into a history ({held['history_ratings']:,} ratings) and test ({held['test_ratings']:,}). "
         "Each model ranks the catalogue minus the user's history, knowing only that history; the last column is the "
         "same model's NDCG on the trained users above.",

@@ -25,30 +25,28 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from sparkrec.evaluate import als, ease
-from sparkrec.core import storage
-from sparkrec.score.scorers import top_k_lists
 from sparkrec.core import columns as C
-from sparkrec.core import runinfo
+from sparkrec.core import runinfo, storage
 from sparkrec.core.runinfo import StageTimer
-
-from sparkrec.evaluate.model import EvaluatedModel
-from sparkrec.evaluate.config import BASELINES, EvaluateConfig, EvaluateError, HELD_OUT_BASELINES, RANKING_TUNED
-from sparkrec.evaluate.report import report
+from sparkrec.evaluate import als, ease
 from sparkrec.evaluate.chart import chart
+from sparkrec.evaluate.config import BASELINES, HELD_OUT_BASELINES, RANKING_TUNED, EvaluateConfig, EvaluateError
 from sparkrec.evaluate.data import EvalData, load_data, relevant_sets, user_table
-from sparkrec.evaluate.ours import Deep, load_deep
 from sparkrec.evaluate.logistic import fit_logistic
-from sparkrec.evaluate.popular import fit_popular
-from sparkrec.evaluate.tuning import RankingCarveOut, Skipped, carve_validation
 from sparkrec.evaluate.measures import classification, comparison, ranking_quality
-
+from sparkrec.evaluate.model import EvaluatedModel
+from sparkrec.evaluate.ours import Deep, load_deep
+from sparkrec.evaluate.popular import fit_popular
+from sparkrec.evaluate.report import report
+from sparkrec.evaluate.tuning import RankingCarveOut, Skipped, carve_validation
+from sparkrec.score.scorers import top_k_lists
 
 # --- extract ---------------------------------------------------------------
 
 
-def extract(spark: SparkSession, data_dir: str, model_dir: str, config: EvaluateConfig,
-            timer: StageTimer) -> tuple[EvalData, Deep]:
+def extract(
+    spark: SparkSession, data_dir: str, model_dir: str, config: EvaluateConfig, timer: StageTimer
+) -> tuple[EvalData, Deep]:
     """Check and load the model first (cheap, and the likeliest mistake), then the split."""
     data_dir, model_dir = data_dir.rstrip("/"), model_dir.rstrip("/")
     deep = load_deep(spark, data_dir, model_dir, config, timer)
@@ -77,8 +75,9 @@ def ranking_carve_out(data: EvalData, config: EvaluateConfig) -> RankingCarveOut
     return RankingCarveOut(fit_part, labels, users, relevant_sets(labels), config.k, config.block_users)
 
 
-def fit_baseline(spark: SparkSession, name: str, data: EvalData, config: EvaluateConfig,
-                 carve_out: RankingCarveOut | None) -> EvaluatedModel:
+def fit_baseline(
+    spark: SparkSession, name: str, data: EvalData, config: EvaluateConfig, carve_out: RankingCarveOut | None
+) -> EvaluatedModel:
     """The named baseline, fitted on all of train with the settings of `config`; Skipped says why not."""
     blocks = config.als_blocks or spark.sparkContext.defaultParallelism
     if name == "popular":
@@ -86,23 +85,57 @@ def fit_baseline(spark: SparkSession, name: str, data: EvalData, config: Evaluat
     if name == "als":
         axes = {"rank": config.als_ranks, "reg_param": config.als_reg_params}
         return als.fit_als(
-            data.train, data.catalogue, data.vocab_sizes, axes, config.als_max_iter, config.validation_fraction,
-            config.seed, data.like_threshold, blocks, config.widen_steps, config.als_max_rank,
+            data.train,
+            data.catalogue,
+            data.vocab_sizes,
+            axes,
+            config.als_max_iter,
+            config.validation_fraction,
+            config.seed,
+            data.like_threshold,
+            blocks,
+            config.widen_steps,
+            config.als_max_rank,
         )
     if name == "als_implicit":
-        axes = {"rank": config.als_implicit_ranks, "reg_param": config.als_implicit_reg_params,
-                "alpha": config.als_implicit_alphas}
+        axes = {
+            "rank": config.als_implicit_ranks,
+            "reg_param": config.als_implicit_reg_params,
+            "alpha": config.als_implicit_alphas,
+        }
         return als.fit_als_implicit(
-            data.train, data.catalogue, data.vocab_sizes, carve_out, axes,
-            (config.als_implicit_search_iter, config.als_implicit_max_iter), config.seed, blocks,
-            config.als_implicit_signal, config.widen_steps, config.als_max_rank,
+            data.train,
+            data.catalogue,
+            data.vocab_sizes,
+            carve_out,
+            axes,
+            (config.als_implicit_search_iter, config.als_implicit_max_iter),
+            config.seed,
+            blocks,
+            config.als_implicit_signal,
+            config.widen_steps,
+            config.als_max_rank,
         )
     if name == "ease":
-        return ease.fit_ease(data.train, data.catalogue, data.vocab_sizes, carve_out, config.ease_lambdas,
-                             config.ease_max_items, config.widen_steps)
+        return ease.fit_ease(
+            data.train,
+            data.catalogue,
+            data.vocab_sizes,
+            carve_out,
+            config.ease_lambdas,
+            config.ease_max_items,
+            config.widen_steps,
+        )
     return fit_logistic(
-        spark, data.train, data.catalogue, data.vocab_sizes, config.logistic_reg_params,
-        config.logistic_max_iter, config.validation_fraction, config.seed, config.widen_steps,
+        spark,
+        data.train,
+        data.catalogue,
+        data.vocab_sizes,
+        config.logistic_reg_params,
+        config.logistic_max_iter,
+        config.validation_fraction,
+        config.seed,
+        config.widen_steps,
     )
 
 
@@ -134,8 +167,11 @@ def split_summary(data: EvalData) -> dict:
         "train_like_rate": train_rate,
         "test_like_rate": float(data.labels[C.LIKE].mean()),
         "majority_accuracy": float((data.labels[C.LIKE] == majority).mean()),
-        "held_out": None if data.held_out is None else {
-            "users_with_liked_test_movie": len(data.held_out.users), **data.held_out.ratings,
+        "held_out": None
+        if data.held_out is None
+        else {
+            "users_with_liked_test_movie": len(data.held_out.users),
+            **data.held_out.ratings,
         },
     }
 
@@ -148,8 +184,9 @@ class Evaluated:
     skipped: dict[str, str]  # baseline -> why it was not fitted
 
 
-def transform(spark: SparkSession, data: EvalData, deep: Deep, config: EvaluateConfig, timer: StageTimer,
-              checkpoint_dir: str) -> Evaluated:
+def transform(
+    spark: SparkSession, data: EvalData, deep: Deep, config: EvaluateConfig, timer: StageTimer, checkpoint_dir: str
+) -> Evaluated:
     """Every model's metrics, ours first; each baseline is fitted on train just before it is measured.
 
     ALS checkpoints into `checkpoint_dir` (on the output's filesystem, so that
@@ -180,8 +217,14 @@ METRICS = "metrics.json"
 CHART = "comparison.png"
 
 
-def document(spark: SparkSession, evaluated: Evaluated, data: EvalData, config: EvaluateConfig,
-             paths: dict[str, str], timer: StageTimer) -> dict:
+def document(
+    spark: SparkSession,
+    evaluated: Evaluated,
+    data: EvalData,
+    config: EvaluateConfig,
+    paths: dict[str, str],
+    timer: StageTimer,
+) -> dict:
     """metrics.json: every number, the resolved settings, the inputs and the versions."""
     return {
         **runinfo.run_record("evaluate", config, timer.seconds, spark),

@@ -1,18 +1,20 @@
-"""How every tuned baseline chooses its settings: a seeded carve-out of train, and a grid search widened past its ends."""
+"""How each tuned baseline chooses its settings: a seeded carve-out of train, a grid search widened past its ends."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+
 import pandas as pd
 from pyspark.sql import DataFrame
+
 from sparkrec.core import columns as C
 from sparkrec.core import ranking
+from sparkrec.core.runinfo import get_logger
 from sparkrec.prepare import sampling
 from sparkrec.score.scorers import top_k_lists
-from sparkrec.core.runinfo import get_logger
 
 log = get_logger("baselines")
 
@@ -92,13 +94,24 @@ class Tuned:
     at_edge: list[str] = field(default_factory=list)  # axes still chosen at an end of what was tried
 
     def details(self) -> dict:
-        return {"chosen": self.setting, "grid": self.grid, "validation": self.measure,
-                "widened": self.widened, "at_edge": self.at_edge}
+        return {
+            "chosen": self.setting,
+            "grid": self.grid,
+            "validation": self.measure,
+            "widened": self.widened,
+            "at_edge": self.at_edge,
+        }
 
 
 def search(
-    name: str, axes: dict[str, list], fit: Callable[[dict], object], measure: Callable[[object], float],
-    measure_name: str, maximize: bool, widen: int, limits: dict[str, float] | None = None,
+    name: str,
+    axes: dict[str, list],
+    fit: Callable[[dict], object],
+    measure: Callable[[object], float],
+    measure_name: str,
+    maximize: bool,
+    widen: int,
+    limits: dict[str, float] | None = None,
 ) -> Tuned:
     """Fit every combination of the axes' values and keep the best by the validation measure.
 

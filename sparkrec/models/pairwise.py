@@ -55,7 +55,6 @@ import numpy as np
 from keras import layers
 
 from sparkrec.core import columns as C
-from sparkrec.train.dataset import INDEX_VOCABULARY
 
 GENRE_FLAGS = "genre_flags"
 TAG_IDX = "tag_idx"
@@ -76,7 +75,7 @@ INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 USER_INPUTS = (C.USER_IDX,)
 # Which vocabulary (manifest vocab_sizes key) each index input embeds.
-INPUT_VOCABULARY = {name: INDEX_VOCABULARY[cols[0]] for name, cols in INPUT_COLUMNS.items() if name != GENRE_FLAGS}
+INPUT_VOCABULARY = {name: C.INDEX_VOCABULARY[cols[0]] for name, cols in INPUT_COLUMNS.items() if name != GENRE_FLAGS}
 
 # Table 1 of the paper: its vocabulary sizes give 1,061,021 parameters.
 PAPER_VOCAB_SIZES = {"user": 5000, "movie": 13470, "genre": 100, "year": 2500}
@@ -273,10 +272,3 @@ def first_dense_blocks(model: keras.Model) -> dict[str, slice]:
 
 def input_names(model: keras.Model) -> list[str]:
     return [tensor.name for tensor in model.inputs]
-
-
-def load(path) -> keras.Model:
-    """Load a saved model in safe mode (no arbitrary code: our custom layers are registered)."""
-    from sparkrec.models import twotower  # noqa: F401  (registers the two-tower model's layers)
-
-    return keras.saving.load_model(path, safe_mode=True)

@@ -21,7 +21,6 @@ import scipy.sparse
 from sparkrec.core import columns as C
 from sparkrec.core import metrics
 
-
 # The saved model's name and its user-side inputs and ranking output (sparkrec.models.twotower builds them).
 MODEL_NAME = "twotower"
 HISTORY_MOVIE = "history_movie"
@@ -59,34 +58,6 @@ class TwoTower:
     rating_unit: Dense
     movies: np.ndarray  # (catalogue, d) float32
     movie_bias: np.ndarray  # (catalogue,) float32
-
-    @classmethod
-    def from_model(cls, model, catalogue: dict[str, np.ndarray]) -> TwoTower:
-        """Arrays of a Keras two-tower model, with the movie tower run once over `catalogue` (movies/ rows)."""
-        from sparkrec.models import twotower
-
-        users, movies, head = twotower.parts(model)
-
-        def dense(part, name: str) -> Dense:
-            kernel, bias = part.get_layer(name).get_weights()
-            return Dense(kernel.astype(np.float32), bias.astype(np.float32))
-
-        vectors, bias = movies.predict([catalogue[name] for name in twotower.MOVIE_INPUTS], batch_size=8192, verbose=0)
-        bias = np.asarray(bias, dtype=np.float32).reshape(-1)
-        # A movie outside the vocabulary has no rating to learn a bias from: it gets the least popular one's.
-        unknown = catalogue[C.MOVIE_IDX][:, 0] == C.UNKNOWN_INDEX
-        if unknown.any() and not unknown.all():
-            bias[unknown] = bias[~unknown].min()
-        return cls(
-            history_embedding=users.get_layer("history_pool").get_weights()[0].astype(np.float32),
-            user_hidden=dense(users, "user_hidden"),
-            user_vector=dense(users, "user_vector"),
-            head_hidden=dense(head, "head_hidden"),
-            like_logit=dense(head, "like_logit"),
-            rating_unit=dense(head, "rating_unit"),
-            movies=np.ascontiguousarray(vectors, dtype=np.float32),
-            movie_bias=bias,
-        )
 
     def user_vectors(self, offsets: np.ndarray, movies: np.ndarray, likes: np.ndarray) -> np.ndarray:
         """(users, d): the user tower on each user's whole history (CSR `offsets` over `movies`/`likes`)."""

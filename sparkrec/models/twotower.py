@@ -33,7 +33,7 @@ from keras import layers, ops
 
 from sparkrec.core import columns as C
 from sparkrec.models.pairwise import GENRE_FLAGS, INPUT_COLUMNS, TAG_IDX, Rescale
-from sparkrec.models.towers import HISTORY_LIKE, HISTORY_MOVIE, MODEL_NAME, SCORE_OUTPUT, USER_INPUTS
+from sparkrec.models.towers import HISTORY_LIKE, HISTORY_MOVIE, MODEL_NAME, SCORE_OUTPUT, USER_INPUTS, Dense, TwoTower
 
 MOVIE_INPUTS = (C.MOVIE_IDX, C.YEAR_IDX, GENRE_FLAGS, TAG_IDX)
 LIKE_OUTPUT = C.LIKE
@@ -71,8 +71,7 @@ class HistoryPool(layers.Layer):
         self.vocabulary, self.dim = vocabulary, dim
 
     def build(self, input_shape):
-        self.embeddings = self.add_weight(shape=(self.vocabulary, self.dim), initializer="he_normal",
-                                          name="embeddings")
+        self.embeddings = self.add_weight(shape=(self.vocabulary, self.dim), initializer="he_normal", name="embeddings")
 
     def call(self, inputs):
         movies, likes = inputs
@@ -85,10 +84,15 @@ class HistoryPool(layers.Layer):
         disliked_total = tf.math.unsorted_segment_sum(rows, owner, users) - liked_total
         liked_count = tf.math.unsorted_segment_sum(liked, owner, users)[:, None]
         disliked_count = tf.math.unsorted_segment_sum(1.0 - liked, owner, users)[:, None]
-        return tf.concat([
-            liked_total / tf.maximum(liked_count, 1.0), disliked_total / tf.maximum(disliked_count, 1.0),
-            tf.math.log1p(liked_count), tf.math.log1p(disliked_count),
-        ], axis=1)
+        return tf.concat(
+            [
+                liked_total / tf.maximum(liked_count, 1.0),
+                disliked_total / tf.maximum(disliked_count, 1.0),
+                tf.math.log1p(liked_count),
+                tf.math.log1p(disliked_count),
+            ],
+            axis=1,
+        )
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], 2 * self.dim + 2)
@@ -111,20 +115,28 @@ def user_tower(vocab_sizes: dict[str, int], dim: int, hidden: int) -> keras.Mode
 
 def movie_tower(vocab_sizes: dict[str, int], dim: int, hidden: int) -> keras.Model:
     inputs = {
-        name: keras.Input(shape=(len(INPUT_COLUMNS[name]),), dtype="float32" if name == GENRE_FLAGS else "int32",
-                          name=name)
+        name: keras.Input(
+            shape=(len(INPUT_COLUMNS[name]),), dtype="float32" if name == GENRE_FLAGS else "int32", name=name
+        )
         for name in MOVIE_INPUTS
     }
-    movie = IndexEmbedding(vocab_sizes["movie"], dim, embeddings_initializer="he_normal",
-                           name="movie_embedding")(inputs[C.MOVIE_IDX])
+    movie = IndexEmbedding(vocab_sizes["movie"], dim, embeddings_initializer="he_normal", name="movie_embedding")(
+        inputs[C.MOVIE_IDX]
+    )
     year = IndexEmbedding(vocab_sizes["year"], dim, name="year_embedding")(inputs[C.YEAR_IDX])
     tags = IndexEmbedding(vocab_sizes["tag"], dim, name="tag_embedding")(inputs[TAG_IDX])
     genres = layers.Dense(dim, use_bias=False, name="genre_vector")(inputs[GENRE_FLAGS])
-    features = layers.Concatenate(name="movie_features")([
-        layers.Reshape((dim,))(movie), layers.Reshape((dim,))(year),
-        layers.GlobalAveragePooling1D(name="tag_vector")(tags), genres,
-    ])
-    bias = IndexEmbedding(vocab_sizes["movie"], 1, embeddings_initializer="zeros", name="movie_bias")(inputs[C.MOVIE_IDX])
+    features = layers.Concatenate(name="movie_features")(
+        [
+            layers.Reshape((dim,))(movie),
+            layers.Reshape((dim,))(year),
+            layers.GlobalAveragePooling1D(name="tag_vector")(tags),
+            genres,
+        ]
+    )
+    bias = IndexEmbedding(vocab_sizes["movie"], 1, embeddings_initializer="zeros", name="movie_bias")(
+        inputs[C.MOVIE_IDX]
+    )
     outputs = [_mlp(features, hidden, dim, "movie"), layers.Reshape((1,), name="bias")(bias)]
     return keras.Model([inputs[name] for name in MOVIE_INPUTS], outputs, name="movie_tower")
 
@@ -198,8 +210,15 @@ class Trainer(keras.Model):
     embedding rows a step looks up it did not help (docs/results.md).
     """
 
-    def __init__(self, pair: keras.Model, table: dict[str, np.ndarray], dislike_weight: float = 0.0,
-                 like_weight: float = 1.0, rating_weight: float = 0.5, **kwargs):
+    def __init__(
+        self,
+        pair: keras.Model,
+        table: dict[str, np.ndarray],
+        dislike_weight: float = 0.0,
+        like_weight: float = 1.0,
+        rating_weight: float = 0.5,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.pair = pair
         self.users, self.movies, self.head = parts(pair)
@@ -207,7 +226,9 @@ class Trainer(keras.Model):
         self.dislike_weight = dislike_weight
         self.like_weight = like_weight
         self.rating_weight = rating_weight
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "rank_loss", "like_loss", "rating_loss")}
+        self.trackers = {
+            name: keras.metrics.Mean(name=name) for name in ("loss", "rank_loss", "like_loss", "rating_loss")
+        }
         self.like_accuracy = keras.metrics.BinaryAccuracy(name="like_accuracy")
         # Its layers are the pair model's, built already: BackupAndRestore needs a built model.
         self.built = True
@@ -259,8 +280,11 @@ class Trainer(keras.Model):
         stars = tf.gather_nd(batch["target_rating"], target_cells)
         rating_loss = tf.reduce_mean(tf.square(tf.reshape(rating, [-1]) - stars))
         total = rank_loss + self.like_weight * like_loss + self.rating_weight * rating_loss
-        return total, {"rank_loss": rank_loss, "like_loss": like_loss, "rating_loss": rating_loss}, (
-            flat_like, tf.sigmoid(like_logit))
+        return (
+            total,
+            {"rank_loss": rank_loss, "like_loss": like_loss, "rating_loss": rating_loss},
+            (flat_like, tf.sigmoid(like_logit)),
+        )
 
     def train_step(self, batch):
         with tf.GradientTape() as tape:
@@ -272,3 +296,29 @@ class Trainer(keras.Model):
             self.trackers[name].update_state(value)
         self.like_accuracy.update_state(like[0], like[1])
         return {metric.name: metric.result() for metric in self.metrics}
+
+
+def arrays(model: keras.Model, catalogue: dict[str, np.ndarray]) -> TwoTower:
+    """The model as arrays (sparkrec.models.towers), its movie tower run once over `catalogue` (movies/ rows)."""
+    users, movies, head = parts(model)
+
+    def dense(part, name: str) -> Dense:
+        kernel, bias = part.get_layer(name).get_weights()
+        return Dense(kernel.astype(np.float32), bias.astype(np.float32))
+
+    vectors, bias = movies.predict([catalogue[name] for name in MOVIE_INPUTS], batch_size=8192, verbose=0)
+    bias = np.asarray(bias, dtype=np.float32).reshape(-1)
+    # A movie outside the vocabulary has no rating to learn a bias from: it gets the least popular one's.
+    unknown = catalogue[C.MOVIE_IDX][:, 0] == C.UNKNOWN_INDEX
+    if unknown.any() and not unknown.all():
+        bias[unknown] = bias[~unknown].min()
+    return TwoTower(
+        history_embedding=users.get_layer("history_pool").get_weights()[0].astype(np.float32),
+        user_hidden=dense(users, "user_hidden"),
+        user_vector=dense(users, "user_vector"),
+        head_hidden=dense(head, "head_hidden"),
+        like_logit=dense(head, "like_logit"),
+        rating_unit=dense(head, "rating_unit"),
+        movies=np.ascontiguousarray(vectors, dtype=np.float32),
+        movie_bias=bias,
+    )

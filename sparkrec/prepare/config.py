@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
 from sparkrec.core import columns as C
 from sparkrec.core.config import ConfigError, count_or_all
 

@@ -31,11 +31,7 @@ def like_label(rating: Column, threshold: float) -> Column:
 
 def movie_tags(tags: DataFrame, top_n: int) -> DataFrame:
     """Per movie, its `top_n` most applied tags (lower-cased), most frequent first, ties by name."""
-    counted = (
-        tags.select(C.MOVIE_ID, F.lower(F.trim(F.col(C.TAG))).alias(C.TAG))
-        .groupBy(C.MOVIE_ID, C.TAG)
-        .count()
-    )
+    counted = tags.select(C.MOVIE_ID, F.lower(F.trim(F.col(C.TAG))).alias(C.TAG)).groupBy(C.MOVIE_ID, C.TAG).count()
     ranked = counted.withColumn(
         "_rank", F.row_number().over(Window.partitionBy(C.MOVIE_ID).orderBy(F.desc("count"), C.TAG))
     ).filter(F.col("_rank") <= top_n)
@@ -54,8 +50,10 @@ def movie_features(movies: DataFrame, tags: DataFrame | None, top_tags: int) -> 
         C.RELEASE_YEAR,
         listed.getItem(0).alias(C.GENRE1),
         F.get(listed, 1).alias(C.GENRE2),
-        *[F.array_contains(listed, genre).cast(T.ByteType()).alias(flag)
-          for genre, flag in zip(C.GENRE_LIST, C.GENRE_FLAG_COLUMNS)],
+        *[
+            F.array_contains(listed, genre).cast(T.ByteType()).alias(flag)
+            for genre, flag in zip(C.GENRE_LIST, C.GENRE_FLAG_COLUMNS)
+        ],
     )
     if tags is None:
         return enriched.withColumn(C.TAGS, F.array().cast(T.ArrayType(T.StringType())))

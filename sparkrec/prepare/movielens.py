@@ -14,10 +14,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkrec.core import columns as C
-from sparkrec.core.errors import SparkrecError
-from sparkrec.prepare import features, releases
 from sparkrec.core import storage
+from sparkrec.core.errors import SparkrecError
 from sparkrec.core.runinfo import sha256_file
+from sparkrec.prepare import features, releases
 
 REQUIRED = ("ratings", "movies")
 # Tables the prepare job parses; the other files are checked and fingerprinted only.

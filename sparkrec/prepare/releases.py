@@ -122,9 +122,7 @@ def matching(present: set[str]) -> list[tuple[Release, str]]:
 
 def looked_for() -> str:
     """Every release and its files, for the error of a directory that holds none."""
-    return "; ".join(
-        f"{release.label}: {', '.join(f.name for f in release.files.values())}" for release in RELEASES
-    )
+    return "; ".join(f"{release.label}: {', '.join(f.name for f in release.files.values())}" for release in RELEASES)
 
 
 # --- genres ---

@@ -57,4 +57,3 @@ def test_rows(split: DataFrame) -> DataFrame:
 
 def train_rows(split: DataFrame) -> DataFrame:
     return split.filter(~F.col(IS_TEST)).drop(IS_TEST)
-

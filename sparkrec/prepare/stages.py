@@ -16,10 +16,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkrec.core import columns as C
-from sparkrec.prepare import features, figures, movielens, petastorm_io, sampling, validation, vocab
-from sparkrec.core import storage
-from sparkrec.core import runinfo
+from sparkrec.core import runinfo, storage
 from sparkrec.core.runinfo import StageTimer
+from sparkrec.prepare import features, figures, movielens, petastorm_io, sampling, validation, vocab
 from sparkrec.prepare.config import PrepareConfig
 
 
@@ -304,7 +303,12 @@ def _digest(users: list[int]) -> str:
 
 
 def manifest(
-    spark: SparkSession, config: PrepareConfig, input_dir: str, output: str, prepared: Prepared, timer: StageTimer,
+    spark: SparkSession,
+    config: PrepareConfig,
+    input_dir: str,
+    output: str,
+    prepared: Prepared,
+    timer: StageTimer,
     loaded: dict,
 ) -> dict:
     source = prepared.source

@@ -99,9 +99,7 @@ def classify_ratings(ratings: DataFrame, movies: DataFrame, whole_stars: bool = 
         grid,
         (F.col("_known_movie").isNull(), UNKNOWN_MOVIE),
     )
-    rank = F.row_number().over(
-        Window.partitionBy(C.USER_ID, C.MOVIE_ID, base.isNull()).orderBy(C.TIMESTAMP, C.RATING)
-    )
+    rank = F.row_number().over(Window.partitionBy(C.USER_ID, C.MOVIE_ID, base.isNull()).orderBy(C.TIMESTAMP, C.RATING))
     return flagged.select(
         *fields, C.CORRUPT, F.coalesce(base, F.when(rank > 1, F.lit(DUPLICATE_RATING))).alias(C.REASON)
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -32,4 +32,3 @@ def lookup(frame: DataFrame, vocabulary: DataFrame, key: str, index: str) -> Dat
 def size(vocabulary: DataFrame) -> int:
     """Embedding input size: the number of keys plus the reserved index 0."""
     return vocabulary.count() + 1
-

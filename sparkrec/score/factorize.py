@@ -6,12 +6,13 @@ Keras 3 exposes a functional model's graph only through `_keras_history` and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sparkrec.core import columns as C
-from dataclasses import dataclass
-
 from sparkrec.core.ops import ACTIVATIONS, non_decreasing, split_monotone_tail
+
 
 @dataclass
 class Factorized:

@@ -1,6 +1,6 @@
 """Reading a saved Keras model for scoring: safe-mode load, the output that ranks, its catalogue inputs.
 
-Keras (and sparkrec.models.pairwise, which imports it) is imported inside these
+Keras (and sparkrec.models.saved, which imports it) is imported inside these
 functions: fast-path workers never pay for TensorFlow.
 """
 
@@ -19,7 +19,7 @@ from sparkrec.score.config import MODEL_FILE, ScoreError
 
 def load_keras_model(data: bytes):
     """A model from the bytes of a .keras file, loaded in safe mode (no arbitrary code)."""
-    from sparkrec.models import pairwise as model
+    from sparkrec.models import saved
 
     with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
         # The saved optimizer state does not match a fresh optimizer's; scoring never uses it.
@@ -27,7 +27,7 @@ def load_keras_model(data: bytes):
         path = os.path.join(directory, MODEL_FILE)
         with open(path, "wb") as handle:
             handle.write(data)
-        return model.load(path)
+        return saved.load(path)
 
 
 # output_name=auto ranks by the first of these the model has: the rank head

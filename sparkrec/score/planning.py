@@ -128,8 +128,10 @@ def check_vocabularies(spark: SparkSession, model_dir: str, data_dir: str) -> li
         return []
     trained, data = vocabulary_rows(spark, model_dir, names), vocabulary_rows(spark, data_dir, names)
     for name in names:
-        if not trained[trained.vocabulary == name].reset_index(drop=True).equals(
-            data[data.vocabulary == name].reset_index(drop=True)
+        if (
+            not trained[trained.vocabulary == name]
+            .reset_index(drop=True)
+            .equals(data[data.vocabulary == name].reset_index(drop=True))
         ):
             raise ScoreError(
                 f"model/vocabulary mismatch: {model_dir}/vocab/{name} differs from {data_dir}/vocab/{name}"
@@ -183,18 +185,25 @@ def _twotower_plan(model, inputs: Inputs, path: str, output_name: str, model_key
     if path == "generic":
         raise ScoreError("path=generic: a two-tower model is scored by its towers (path auto or fast)")
     if output_name not in ("auto", retrieval.SCORE_OUTPUT):
-        raise ScoreError(f"output_name={output_name}: a two-tower model ranks by its "
-                         f"{retrieval.SCORE_OUTPUT!r} output (set auto)")
+        raise ScoreError(
+            f"output_name={output_name}: a two-tower model ranks by its {retrieval.SCORE_OUTPUT!r} output (set auto)"
+        )
     catalogue = catalogue_inputs(model, inputs.catalogue)
-    towers = retrieval.TwoTower.from_model(model, catalogue)
+    from sparkrec.models import twotower  # Keras is loaded already: the driver holds the model
+
+    towers = twotower.arrays(model, catalogue)
     rows = len(towers.history_embedding)
     if rows != inputs.vocab_sizes["movie"]:
-        raise ScoreError(f"model/vocabulary mismatch: history_embedding has {rows} rows, vocab/movie has "
-                         f"{inputs.vocab_sizes['movie']} indices")
+        raise ScoreError(
+            f"model/vocabulary mismatch: history_embedding has {rows} rows, vocab/movie has "
+            f"{inputs.vocab_sizes['movie']} indices"
+        )
     movie_ids = inputs.catalogue[C.MOVIE_ID].to_numpy(dtype=np.int64)
     payload = Payload(
-        model_key + ("fast", retrieval.SCORE_OUTPUT), movie_ids,
-        towers=towers, movie_idx=inputs.catalogue[C.MOVIE_IDX].to_numpy(dtype=np.int64),
+        model_key + ("fast", retrieval.SCORE_OUTPUT),
+        movie_ids,
+        towers=towers,
+        movie_idx=inputs.catalogue[C.MOVIE_IDX].to_numpy(dtype=np.int64),
     )
     reason = "a two-tower model: user vector . movie vector + movie bias, the user vector from the history"
     return Plan("fast", reason, "dot", retrieval.SCORE_OUTPUT, payload)

@@ -17,8 +17,8 @@ from sparkrec.core import columns as C
 from sparkrec.core.columns import LIKED, RANK, SCORE, WATCHED
 from sparkrec.core.topk import top_k
 from sparkrec.models import towers as retrieval
-from sparkrec.score.kernels import kernel_for
 from sparkrec.score.factorize import Factorized
+from sparkrec.score.kernels import kernel_for
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,11 @@ class Block:
         return np.searchsorted(self.watched_rows, np.arange(len(self.user_idx) + 1))
 
 
-
 class Scorer(Protocol):
     """What recommend_batch reads of a scorer: the catalogue, its keys for a block, the tail applied to the top."""
 
     movie_ids: np.ndarray  # catalogue movieIds, ascending: column j of every key matrix
-    tail: tuple  # elementwise, non-decreasing operations from key to score (sparkrec.score.ops)
+    tail: tuple  # elementwise, non-decreasing operations from key to score (sparkrec.core.ops)
     vector_seconds: float  # CPU seconds spent computing user vectors (0 without a user tower)
 
     def keys(self, block: Block) -> np.ndarray:

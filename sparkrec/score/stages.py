@@ -20,9 +20,9 @@ descending, ties by movieId ascending, watched movies never selected.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -31,7 +31,14 @@ from sparkrec.core import runinfo
 from sparkrec.core.runinfo import StageTimer
 from sparkrec.score.config import ScoreConfig, ScoreError
 from sparkrec.score.planning import Inputs, Plan, choose, read_inputs
-from sparkrec.score.users import export_frame, input_counts, known_users, scoring_input, watched_sets, with_movie_details
+from sparkrec.score.users import (
+    export_frame,
+    input_counts,
+    known_users,
+    scoring_input,
+    watched_sets,
+    with_movie_details,
+)
 from sparkrec.score.workers import WorkerCounters, recommend
 
 ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
@@ -138,8 +145,14 @@ def jvm_cpu_seconds(spark: SparkSession) -> float | None:
 
 
 def manifest(
-    spark: SparkSession, config: ScoreConfig, inputs: Inputs, plan: Plan, scored: Scored, output: str,
-    timer: StageTimer, loaded: dict,
+    spark: SparkSession,
+    config: ScoreConfig,
+    inputs: Inputs,
+    plan: Plan,
+    scored: Scored,
+    output: str,
+    timer: StageTimer,
+    loaded: dict,
 ) -> dict:
     record = runinfo.run_record("score", config, timer.seconds, spark)
     record["spark"][ARROW_BATCH] = config.arrow_batch_users
@@ -155,7 +168,7 @@ def manifest(
         "path": {"chosen": plan.path, "reason": plan.reason, "kernel": plan.kernel, "output": plan.output},
         "output": output,
         "catalogue_movies": len(inputs.catalogue),
-        "users": {name[len("users_"):]: n for name, n in scored.counts.items() if name.startswith("users_")},
+        "users": {name[len("users_") :]: n for name, n in scored.counts.items() if name.startswith("users_")},
         "pairs_scored": scored.counts["pairs"],
         "pairs_per_second": _rate(scored.counts["pairs"], timer.seconds["score"]),
         # Per CPU second, what the scoring costs even on a machine shared with other jobs: the
@@ -178,4 +191,3 @@ def _local_cpu_seconds(spark: SparkSession, loaded: dict) -> float | None:
     if jvm is None or not spark.sparkContext.master.startswith("local"):
         return None
     return loaded["worker_cpu_s"] + jvm
-

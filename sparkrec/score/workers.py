@@ -7,18 +7,18 @@ so its workers never import TensorFlow; the generic path ships the model file.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
-from sparkrec.core.columns import SCORED_SCHEMA
 from sparkrec.core import console
+from sparkrec.core.columns import SCORED_SCHEMA
 from sparkrec.models import towers as retrieval
-from sparkrec.score.keras_io import load_keras_model, scored_model
 from sparkrec.score.factorize import Factorized
+from sparkrec.score.keras_io import load_keras_model, scored_model
 from sparkrec.score.scorers import FastScorer, KerasScorer, TwoTowerScorer, recommend_batch
 
 

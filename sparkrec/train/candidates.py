@@ -64,8 +64,12 @@ class Sampler:
         draws = len(targets) + self.negatives
         log_q = np.zeros(len(movies))
         log_q[1:] = np.log(-np.expm1(draws * np.log1p(-self.share[movies[1:]])))
-        return Candidates(movies, log_q.astype(np.float32), _positions(movies, batch.target_movie),
-                          _positions(movies, batch.history_movie))
+        return Candidates(
+            movies,
+            log_q.astype(np.float32),
+            _positions(movies, batch.target_movie),
+            _positions(movies, batch.history_movie),
+        )
 
 
 def _positions(candidates: np.ndarray, movies: np.ndarray) -> np.ndarray:

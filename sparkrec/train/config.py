@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
-from sparkrec.core.config import ConfigError
 
+from sparkrec.core.config import ConfigError
 
 # Settings left at None take the model's preset: the paper's own for `paper`.
 PRESETS = {
@@ -72,22 +72,33 @@ class TrainConfig:
             "negatives must be >= 0": self.negatives >= 0,
             "rank_weight must be > 0": self.rank_weight > 0,
             "negative_popularity must be in [0, 1]": 0 <= self.negative_popularity <= 1,
-            "negative_popularity needs rank_bias (the sampling offsets are added to it)":
-                self.negative_popularity == 0 or self.rank_bias,
+            "negative_popularity needs rank_bias (the sampling offsets are added to it)": self.negative_popularity == 0
+            or self.rank_bias,
             "validation_fraction must be in [0, 0.5]": 0 <= self.validation_fraction <= 0.5,
             "patience must be >= 1": self.patience >= 1,
-            "tower_dim, tower_hidden, head_hidden, folds, max_targets, max_history and validation_users must be >= 1":
-                min(self.tower_dim, self.tower_hidden, self.head_hidden, self.folds, self.max_targets,
-                    self.max_history, self.validation_users) >= 1,
+            "tower_dim, tower_hidden, head_hidden, folds, max_targets, max_history and validation_users "
+            "must be >= 1": min(
+                self.tower_dim,
+                self.tower_hidden,
+                self.head_hidden,
+                self.folds,
+                self.max_targets,
+                self.max_history,
+                self.validation_users,
+            )
+            >= 1,
             "sampled_negatives must be >= 0": self.sampled_negatives >= 0,
-            "dislike_weight, like_weight and tower_rating_weight must be >= 0":
-                min(self.dislike_weight, self.like_weight, self.tower_rating_weight) >= 0,
-            "monitor ndcg is the two-tower model's (the others validate rated rows only)":
-                self.monitor != "ndcg" or self.model == "twotower",
-            "monitor loss applies to the paper and deep models (the two-tower model validates by ranking)":
-                self.monitor != "loss" or self.model != "twotower",
-            "the two-tower model validates on its holdout: validation_fraction must be > 0":
-                self.model != "twotower" or self.validation_fraction > 0,
+            "dislike_weight, like_weight and tower_rating_weight must be >= 0": min(
+                self.dislike_weight, self.like_weight, self.tower_rating_weight
+            )
+            >= 0,
+            "monitor ndcg is the two-tower model's (the others validate rated rows only)": self.monitor != "ndcg"
+            or self.model == "twotower",
+            "monitor loss applies to the paper and deep models (the two-tower model validates by ranking)": self.monitor
+            != "loss"
+            or self.model != "twotower",
+            "the two-tower model validates on its holdout: validation_fraction must be > 0": self.model != "twotower"
+            or self.validation_fraction > 0,
             "importance_repeats must be >= 1": self.importance_repeats >= 1,
         }
         failed = [message for message, ok in checks.items() if not ok]

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -24,9 +25,9 @@ import pyarrow.parquet as pq
 from sparkrec.core import columns as C
 from sparkrec.core import prepare_output
 from sparkrec.core.errors import SparkrecError
-from sparkrec.train.negatives import NegativeSampler
 from sparkrec.core.petastorm_compat import make_batch_reader
 from sparkrec.core.runinfo import get_logger
+from sparkrec.train.negatives import NegativeSampler
 
 # TensorFlow is imported where a pipeline is built, not here: jobs/train.py imports this module
 # (DataError) before sparkrec.core.console has set TensorFlow's logging.
@@ -34,15 +35,6 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 SPLITS = ("train", "test")
-# Which vocabulary (manifest vocab_sizes key) bounds each index column.
-INDEX_VOCABULARY = {
-    C.USER_IDX: "user",
-    C.MOVIE_IDX: "movie",
-    C.GENRE1_IDX: "genre",
-    C.GENRE2_IDX: "genre",
-    C.YEAR_IDX: "year",
-    **{column: "tag" for column in C.TAG_IDX_COLUMNS},
-}
 READ_ATTEMPTS = 5
 # Batches handed to tf.data per generator element, which tf.data's rebatch (C++) cuts apart again:
 # from_generator spends about 0.6 ms on every element it converts, longer than the paper model's
@@ -92,7 +84,7 @@ def check_split(split_dir: Path, vocab_sizes: Mapping[str, int]) -> int:
         rows += index_ranges(path, low, high)
     if rows == 0:
         raise DataError(f"split {split_dir.name}/ under {split_dir.parent} has no rows")
-    for column, vocabulary in INDEX_VOCABULARY.items():
+    for column, vocabulary in C.INDEX_VOCABULARY.items():
         size = vocab_sizes[vocabulary]
         if low[column] < 0 or high[column] >= size:
             raise DataError(
@@ -110,13 +102,13 @@ def index_ranges(path: Path, low: dict[str, int], high: dict[str, int]) -> int:
     parquet = pq.ParquetFile(path)
     metadata = parquet.metadata
     names = metadata.schema.names
-    missing = [column for column in INDEX_VOCABULARY if column not in names]
+    missing = [column for column in C.INDEX_VOCABULARY if column not in names]
     if missing:
         raise DataError(f"{path.parent.name}/{path.name} lacks column(s) {', '.join(missing)}")
     for group in range(metadata.num_row_groups):
         if metadata.row_group(group).num_rows == 0:
             continue
-        for column in INDEX_VOCABULARY:
+        for column in C.INDEX_VOCABULARY:
             stats = metadata.row_group(group).column(names.index(column)).statistics
             if stats is not None and stats.has_min_max:
                 smallest, largest = int(stats.min), int(stats.max)

@@ -8,15 +8,16 @@ reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 import keras
 import tensorflow as tf
 
-from sparkrec.train.callbacks import AveragedWeights, EpochSeeds, EpochState, RowsPerSecond, resumed_epoch
 from sparkrec.core.runinfo import get_logger
+from sparkrec.train.callbacks import AveragedWeights, EpochSeeds, EpochState, RowsPerSecond, resumed_epoch
 
 if TYPE_CHECKING:
     from sparkrec.train.config import TrainConfig

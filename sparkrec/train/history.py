@@ -13,8 +13,8 @@ which the evaluation ranks from.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -34,13 +34,15 @@ class Histories:
     ratings: np.ndarray  # float32 stars
 
     @classmethod
-    def from_rows(cls, users: np.ndarray, movies: np.ndarray, likes: np.ndarray, ratings: np.ndarray,
-                  user_count: int) -> Histories:
+    def from_rows(
+        cls, users: np.ndarray, movies: np.ndarray, likes: np.ndarray, ratings: np.ndarray, user_count: int
+    ) -> Histories:
         order = np.lexsort((movies, users))
         users = users[order]
         offsets = np.searchsorted(users, np.arange(user_count + 1)).astype(np.int64)
-        return cls(offsets, movies[order].astype(np.int32), likes[order].astype(np.float32),
-                   ratings[order].astype(np.float32))
+        return cls(
+            offsets, movies[order].astype(np.int32), likes[order].astype(np.float32), ratings[order].astype(np.float32)
+        )
 
     @property
     def user_count(self) -> int:
@@ -91,8 +93,9 @@ def example_count(histories: Histories, folds: int, max_targets: int) -> int:
     return int(fold_counts(histories.lengths, folds, max_targets).sum())
 
 
-def fold_examples(histories: Histories, folds: int, max_targets: int, max_history: int, batch_size: int,
-                  rng: np.random.Generator) -> Iterator[Batch]:
+def fold_examples(
+    histories: Histories, folds: int, max_targets: int, max_history: int, batch_size: int, rng: np.random.Generator
+) -> Iterator[Batch]:
     """One epoch of examples in batches of `batch_size`, users and folds in random order.
 
     Each user's ratings are permuted and dealt round-robin into their folds.
@@ -116,8 +119,9 @@ def fold_examples(histories: Histories, folds: int, max_targets: int, max_histor
         yield _batch(histories, permuted, fold, examples[chosen], examples_fold[chosen], max_history)
 
 
-def _batch(histories: Histories, permuted: np.ndarray, fold: np.ndarray, users: np.ndarray, folds: np.ndarray,
-           max_history: int) -> Batch:
+def _batch(
+    histories: Histories, permuted: np.ndarray, fold: np.ndarray, users: np.ndarray, folds: np.ndarray, max_history: int
+) -> Batch:
     # Every example's ratings side by side, each user's in their permuted order (so a history cut
     # to max_history is a random subset), without a Python loop over the examples.
     index, example, first = histories.spans(users)
@@ -126,11 +130,18 @@ def _batch(histories: Histories, permuted: np.ndarray, fold: np.ndarray, users: 
     target_slot = _slot_in_example(in_fold, example, first)
     history_slot = _slot_in_example(~in_fold, example, first)
     kept = ~in_fold & (history_slot < max_history)
-    history_movie, history_like = _padded(histories, ratings[kept], example[kept], history_slot[kept], len(users),
-                                          histories.likes)
-    target_movie, target_like, target_rating = _padded(histories, ratings[in_fold], example[in_fold],
-                                                       target_slot[in_fold], len(users), histories.likes,
-                                                       histories.ratings)
+    history_movie, history_like = _padded(
+        histories, ratings[kept], example[kept], history_slot[kept], len(users), histories.likes
+    )
+    target_movie, target_like, target_rating = _padded(
+        histories,
+        ratings[in_fold],
+        example[in_fold],
+        target_slot[in_fold],
+        len(users),
+        histories.likes,
+        histories.ratings,
+    )
     return Batch(users.astype(np.int32), history_movie, history_like, target_movie, target_like, target_rating)
 
 
@@ -140,8 +151,9 @@ def _slot_in_example(chosen: np.ndarray, example: np.ndarray, first: np.ndarray)
     return before - before[first][example]
 
 
-def _padded(histories: Histories, ratings: np.ndarray, row: np.ndarray, slot: np.ndarray, rows: int,
-            *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+def _padded(
+    histories: Histories, ratings: np.ndarray, row: np.ndarray, slot: np.ndarray, rows: int, *columns: np.ndarray
+) -> tuple[np.ndarray, ...]:
     """(movie, *values) arrays of shape (rows, fullest row): rating i at [row[i], slot[i]], PAD and 0 elsewhere."""
     width = int(slot.max()) + 1 if len(slot) else 1
     movie = np.full((rows, width), PAD, np.int32)

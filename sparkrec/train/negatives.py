@@ -27,9 +27,9 @@ redrawn.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -111,7 +111,8 @@ class NegativeSampler:
         targets = {name: np.concatenate([values, np.zeros((sampled, 1), values.dtype)]) for name, values in y.items()}
         rated_weight = np.float32(1 + self.per_row)
         weights = {
-            name: np.ones(rated + sampled, np.float32) if name == self.output
+            name: np.ones(rated + sampled, np.float32)
+            if name == self.output
             else np.concatenate([np.full(rated, rated_weight), np.zeros(sampled, np.float32)])
             for name in y
         }

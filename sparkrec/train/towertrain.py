@@ -23,36 +23,45 @@ import tensorflow as tf
 
 from sparkrec.core import columns as C
 from sparkrec.core import metrics, ranking
+from sparkrec.core.topk import top_k
 from sparkrec.models import twotower
+from sparkrec.models.pairwise import INPUT_COLUMNS, adam
+from sparkrec.models.towers import TwoTower
 from sparkrec.train.candidates import Sampler
 from sparkrec.train.dataset import Feed, Holdout, Prepared
 from sparkrec.train.fitting import Fitting
 from sparkrec.train.history import Histories, example_count, fold_examples
-from sparkrec.models.pairwise import INPUT_COLUMNS, adam
 from sparkrec.train.negatives import read_catalogue
-from sparkrec.models.towers import TwoTower
-from sparkrec.core.topk import top_k
 
 if TYPE_CHECKING:
     from sparkrec.train.config import TrainConfig
 
 VALIDATION_K = 10
 RATING_COLUMNS = (C.USER_IDX, C.MOVIE_IDX, C.LIKE, C.RATING)
-MOVIE_SPEC = {name: (INPUT_COLUMNS[name], "float32" if name == twotower.GENRE_FLAGS else "int32")
-              for name in twotower.MOVIE_INPUTS}
+MOVIE_SPEC = {
+    name: (INPUT_COLUMNS[name], "float32" if name == twotower.GENRE_FLAGS else "int32")
+    for name in twotower.MOVIE_INPUTS
+}
 
 
 def read_ratings(path: Path, holdout: Holdout | None = None, keep_holdout: bool = False) -> dict[str, np.ndarray]:
     """The split's user, movie, like and rating columns through Petastorm (one side of `holdout`)."""
-    feed = Feed(path, {column: ((column,), "int32") for column in RATING_COLUMNS}, {}, 1,
-                holdout=holdout, keep_holdout=keep_holdout)
+    feed = Feed(
+        path,
+        {column: ((column,), "int32") for column in RATING_COLUMNS},
+        {},
+        1,
+        holdout=holdout,
+        keep_holdout=keep_holdout,
+    )
     chunks = list(feed.chunks())
     return {column: np.concatenate([chunk[column] for chunk in chunks]) for column in RATING_COLUMNS}
 
 
 def histories(ratings: dict[str, np.ndarray], user_count: int) -> Histories:
-    return Histories.from_rows(ratings[C.USER_IDX], ratings[C.MOVIE_IDX], ratings[C.LIKE], ratings[C.RATING],
-                               user_count)
+    return Histories.from_rows(
+        ratings[C.USER_IDX], ratings[C.MOVIE_IDX], ratings[C.LIKE], ratings[C.RATING], user_count
+    )
 
 
 def merged(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -96,8 +105,9 @@ class ExampleFeed:
         rng = np.random.default_rng([self.seed, epoch])
         # Its own stream: the examples are the same with or without sampled candidates.
         candidate_rng = np.random.default_rng([self.seed, epoch, 1])
-        for batch in fold_examples(self.histories, self.folds, self.max_targets, self.max_history,
-                                   self.batch_size, rng):
+        for batch in fold_examples(
+            self.histories, self.folds, self.max_targets, self.max_history, self.batch_size, rng
+        ):
             if self.sampler is None:
                 yield batch.arrays()
             else:
@@ -108,8 +118,9 @@ class ExampleFeed:
         padded = ["history_movie", "history_like", "target_movie", "target_like", "target_rating"]
         if self.sampler is not None:
             padded += ["target_position", "history_position"]
-        spec = {name: tf.TensorSpec((None, None), tf.int32 if name in int32 else tf.float32, name=name)
-                for name in padded}
+        spec = {
+            name: tf.TensorSpec((None, None), tf.int32 if name in int32 else tf.float32, name=name) for name in padded
+        }
         if self.sampler is not None:
             spec["candidate_movie"] = tf.TensorSpec((None,), tf.int32, name="candidate_movie")
             spec["candidate_log_q"] = tf.TensorSpec((None,), tf.float32, name="candidate_log_q")
@@ -119,8 +130,9 @@ class ExampleFeed:
         signature = self.signature()
 
         def one_epoch(epoch):
-            return tf.data.Dataset.from_generator(lambda e: self.batches(int(e)), output_signature=signature,
-                                                  args=(epoch,))
+            return tf.data.Dataset.from_generator(
+                lambda e: self.batches(int(e)), output_signature=signature, args=(epoch,)
+            )
 
         dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(self.steps * (epochs - first_epoch)))
@@ -137,8 +149,15 @@ def user_vectors(towers: TwoTower, histories: Histories, users: np.ndarray) -> n
     return towers.user_vectors(*user_rows(histories, users))
 
 
-def ranking_ndcg(towers: TwoTower, histories: Histories, catalogue: Catalogue, users: np.ndarray,
-                 relevant: dict[int, np.ndarray], k: int, block: int = 256) -> float:
+def ranking_ndcg(
+    towers: TwoTower,
+    histories: Histories,
+    catalogue: Catalogue,
+    users: np.ndarray,
+    relevant: dict[int, np.ndarray],
+    k: int,
+    block: int = 256,
+) -> float:
     """Mean NDCG@k of `users` ranking the catalogue minus their history, against their `relevant` columns."""
     lists = {}
     for start in range(0, len(users), block):
@@ -153,8 +172,9 @@ def ranking_ndcg(towers: TwoTower, histories: Histories, catalogue: Catalogue, u
     return ranking.mean_ranking_metrics(lists, {user: relevant[user] for user in lists}, k)[f"ndcg@{k}"]
 
 
-def head_predictions(towers: TwoTower, histories: Histories, catalogue: Catalogue,
-                     rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def head_predictions(
+    towers: TwoTower, histories: Histories, catalogue: Catalogue, rows: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """(P(like), stars) of rated rows, each user placed by `histories`."""
     users, inverse = np.unique(rows[C.USER_IDX], return_inverse=True)
     vectors = user_vectors(towers, histories, users)
@@ -164,8 +184,16 @@ def head_predictions(towers: TwoTower, histories: Histories, catalogue: Catalogu
 class RankingValidation(keras.callbacks.Callback):
     """Adds val_ndcg@k and the like head's val_like_accuracy / val_like_auc to each epoch's logs."""
 
-    def __init__(self, pair: keras.Model, histories: Histories, catalogue: Catalogue,
-                 holdout: dict[str, np.ndarray], k: int, max_users: int, seed: int):
+    def __init__(
+        self,
+        pair: keras.Model,
+        histories: Histories,
+        catalogue: Catalogue,
+        holdout: dict[str, np.ndarray],
+        k: int,
+        max_users: int,
+        seed: int,
+    ):
         super().__init__()
         self.pair, self.histories, self.catalogue, self.holdout, self.k = pair, histories, catalogue, holdout, k
         liked = holdout[C.LIKE] == 1
@@ -176,9 +204,10 @@ class RankingValidation(keras.callbacks.Callback):
         self.users = users
 
     def on_epoch_end(self, epoch, logs=None):
-        towers = TwoTower.from_model(self.pair, self.catalogue.inputs)
-        logs[f"val_ndcg@{self.k}"] = ranking_ndcg(towers, self.histories, self.catalogue, self.users,
-                                                  self.relevant, self.k)
+        towers = twotower.arrays(self.pair, self.catalogue.inputs)
+        logs[f"val_ndcg@{self.k}"] = ranking_ndcg(
+            towers, self.histories, self.catalogue, self.users, self.relevant, self.k
+        )
         like, _ = head_predictions(towers, self.histories, self.catalogue, self.holdout)
         labels = self.holdout[C.LIKE]
         logs["val_like_accuracy"] = metrics.accuracy(labels, like)
@@ -192,10 +221,11 @@ def _relevant(users: np.ndarray, columns: np.ndarray) -> dict[int, np.ndarray]:
     return {int(group[0]): cols for group, cols in zip(np.split(users, bounds), np.split(columns, bounds))}
 
 
-def test_metrics(pair: keras.Model, histories: Histories, catalogue: Catalogue,
-                 test: dict[str, np.ndarray], majority_class: float) -> dict:
+def test_metrics(
+    pair: keras.Model, histories: Histories, catalogue: Catalogue, test: dict[str, np.ndarray], majority_class: float
+) -> dict:
     """Like and rating metrics of the test ratings, each user placed by their whole train history."""
-    towers = TwoTower.from_model(pair, catalogue.inputs)
+    towers = twotower.arrays(pair, catalogue.inputs)
     like, stars = head_predictions(towers, histories, catalogue, test)
     return {
         twotower.LIKE_OUTPUT: metrics.classification_report(test[C.LIKE], like),
@@ -214,17 +244,24 @@ def fitting(model: keras.Model, prepared: Prepared, config: TrainConfig) -> Fitt
     fit_histories = histories(fit_part, users)
     catalogue = Catalogue.read(prepared.root / "movies", prepared.vocab_sizes["movie"])
     trainer = twotower.Trainer(
-        model, twotower.movie_table(catalogue.inputs, prepared.vocab_sizes["movie"]),
-        dislike_weight=config.dislike_weight, like_weight=config.like_weight,
+        model,
+        twotower.movie_table(catalogue.inputs, prepared.vocab_sizes["movie"]),
+        dislike_weight=config.dislike_weight,
+        like_weight=config.like_weight,
         rating_weight=config.tower_rating_weight,
     )
     trainer.compile(optimizer=adam(config.learning_rate, config.ema_momentum))
-    sampler = (Sampler.of(fit_histories, prepared.vocab_sizes["movie"], config.sampled_negatives)
-               if config.sampled_negatives else None)
-    feed = ExampleFeed(fit_histories, config.folds, config.max_targets, config.max_history, config.batch_size,
-                       config.seed, sampler)
-    validation = RankingValidation(model, fit_histories, catalogue, held, VALIDATION_K, config.validation_users,
-                                   config.seed)
+    sampler = (
+        Sampler.of(fit_histories, prepared.vocab_sizes["movie"], config.sampled_negatives)
+        if config.sampled_negatives
+        else None
+    )
+    feed = ExampleFeed(
+        fit_histories, config.folds, config.max_targets, config.max_history, config.batch_size, config.seed, sampler
+    )
+    validation = RankingValidation(
+        model, fit_histories, catalogue, held, VALIDATION_K, config.validation_users, config.seed
+    )
     train_like_rate = float(np.concatenate([fit_part[C.LIKE], held[C.LIKE]]).mean())
     majority = 1.0 if train_like_rate >= 0.5 else 0.0
     monitor = {"ndcg": f"val_ndcg@{VALIDATION_K}", "accuracy": "val_like_accuracy", "auc": "val_like_auc"}

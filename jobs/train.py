@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
             document = stages.load(trained, prepared, Path(staging), command)
         else:
             stages.prepare_backup(backup, stages.fingerprint(prepared, config))
-            spark = session.start("sparkrec-train", launcher.spark_settings(config))
-            document = launcher.train(spark, prepared.root, config, Path(staging), backup, command, args.verbose)
+            with session.start("sparkrec-train", launcher.spark_settings(config)) as spark:
+                document = launcher.train(spark, prepared.root, config, Path(staging), backup, command, args.verbose)
     print(stages.summary_line(document, output, time.perf_counter() - started), flush=True)
     return document
 

@@ -39,9 +39,13 @@ from sparkrec.core.errors import SparkrecError
 from sparkrec.train.config import TrainConfig
 from sparkrec.train.replica import CPUS_VARIABLE
 
-# Spark retries a barrier stage that lacks free slots every 15 s (its default interval).
-SLOT_CHECK_SECONDS = 15
+# How often Spark checks for the barrier stage's free slots (its default is 15 s): executors that
+# register a few seconds late delay the start by that much.
+SLOT_CHECK_SECONDS = 5
 _FAILURE = re.compile(r"sparkrec worker (\d+) of (\d+): ([^\n]*)")
+# A Python exception's line, its class's module path dropped: what a worker's output says last of its error.
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b.*)$")
+MAX_REASON = 300
 
 
 class WorkerError(SparkrecError):
@@ -77,6 +81,14 @@ def failure(index: int, count: int, reason: str) -> str:
     return f"sparkrec worker {index} of {count}: {reason}"
 
 
+def last_words(output: str) -> str:
+    """The line of a worker's output that says why it stopped: its last exception, or its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [found.group(1) for found in map(_EXCEPTION.match, lines) if found]
+    words = errors[-1] if errors else lines[-1] if lines else "no output"
+    return words if len(words) <= MAX_REASON else words[: MAX_REASON - 3] + "..."
+
+
 def reason(message: str, workers: int) -> str:
     """One line for a failed barrier stage: the first failed worker's own reason, or Spark's."""
     found = _FAILURE.search(message)
@@ -86,6 +98,10 @@ def reason(message: str, workers: int) -> str:
         return (
             f"workers={workers} needs {workers} free task slots at once (barrier mode), more than the cluster has: "
             "give it at least that many executor cores / spark.task.cpus (docs/cluster.md)"
+        )
+    if "SPARK-24942" in message or "does not support dynamic resource allocation" in message:
+        return f"workers={workers} runs a barrier stage, which Spark cannot with dynamic allocation: " + (
+            "--conf spark.dynamicAllocation.enabled=false and a fixed executor count (docs/cluster.md)"
         )
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return f"the barrier stage of {workers} workers failed: {lines[0] if lines else 'no reason given'}"
@@ -108,7 +124,9 @@ def train(
     workers = config.workers
     stage = spark.sparkContext.parallelize(range(workers), workers).barrier().mapPartitions(_task(spec))
     try:
-        stage.collect()
+        # Spark never retries a barrier stage whose tasks return their results to the driver (a
+        # ResultStage: some results may be in already); through a shuffle it is a map stage, which it does.
+        stage.repartition(1).collect()
     except Exception as exc:  # Py4J's and Spark's errors alike: the message is all they carry
         raise WorkerError(reason(str(exc), workers)) from None
     return json.loads((staging / "metrics.json").read_text())
@@ -124,6 +142,8 @@ def _task(spec: str):
             **os.environ,
             "TF_CONFIG": json.dumps(tf_config(addresses, index)),
             CPUS_VARIABLE: str(context.cpus()),
+            # What this task imports from (--py-files reach its sys.path only), the worker imports from.
+            "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),
         }
         code, last = _run_worker(spec, environ)
         if code != 0:
@@ -135,7 +155,7 @@ def _task(spec: str):
 
 
 def _run_worker(spec: str, environ: dict[str, str]) -> tuple[int, str]:
-    """Run one worker to its end; its output goes to the executor's stderr. Returns (exit code, last line)."""
+    """Run one worker to its end; its output goes to the executor's stderr. Returns (exit code, last words)."""
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "sparkrec.train.replica", spec],
@@ -148,8 +168,7 @@ def _run_worker(spec: str, environ: dict[str, str]) -> tuple[int, str]:
         output.seek(0)
         text = output.read().decode(errors="replace")
     sys.stderr.write(text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return code, lines[-1] if lines else "no output"
+    return code, last_words(text)
 
 
 def _die_with_parent() -> None:

@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The executors import this checkout's sparkrec, whatever the environment has installed.
 CLUSTER = ["--master", "local-cluster[2,1,2048]", "--conf", "spark.ui.enabled=false"]
+CLUSTER += ["--conf", "spark.executor.memory=1g", "--conf", f"spark.executorEnv.PYTHONPATH={ROOT}"]
 
 
 def run(name: str, command: list[str], work: Path) -> dict:
@@ -66,7 +68,7 @@ def main() -> None:
     two = run("two", [submit, *CLUSTER, *job, "--set", "workers=2"], work)
     half = run("half", [sys.executable, *job, "--set", f"batch_size={batch // 2}", "--set", "intra_op_threads=1"], work)
     print(f"global batch {batch}, {one['metrics']['rows']['train']:,} train ratings an epoch, {args.epochs} epochs")
-    print(f"{'run':<44}{'rows/s':>10}{'epoch s':>10}{'job s':>9}{'val NDCG@10':>13}{'test acc':>10}")
+    print(f"{'run':<52}{'rows/s':>10}{'epoch s':>10}{'job s':>9}{'val NDCG@10':>13}{'test acc':>10}")
     for label, result in (
         ("1 worker, all cores", one),
         ("2 workers (local-cluster, 1 core each)", two),
@@ -74,12 +76,14 @@ def main() -> None:
     ):
         history = result["metrics"]["history"]
         print(
-            f"{label:<44}{result['rows_per_s']:>10,.0f}{result['epoch_s']:>10.2f}{result['wall_s']:>9.0f}"
+            f"{label:<52}{result['rows_per_s']:>10,.0f}{result['epoch_s']:>10.2f}{result['wall_s']:>9.0f}"
             f"{history[-1]['val_ndcg@10']:>13.4f}{result['metrics']['test']['like']['accuracy']:>10.4f}"
         )
     print(f"speed-up of 2 workers over 1: {two['rows_per_s'] / one['rows_per_s']:.2f}x")
     print(f"efficiency (2 workers / twice a worker's share alone): {two['rows_per_s'] / (2 * half['rows_per_s']):.0%}")
     print(f"epoch time spent on being two (all-reduce, waiting): {two['epoch_s'] - half['epoch_s']:.2f} s")
+    parameters = json.loads((work / "two" / "run.json").read_text())["parameters"]
+    print(f"all-reduced each step: the gradients of {parameters:,} parameters ({parameters * 4 / 2**20:.1f} MiB dense)")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from sparkrec.core.config import ConfigError, load_config
+from sparkrec.models import saved
 from sparkrec.train.config import TrainConfig
 from sparkrec.train.history import Histories, example_count, fold_examples, global_batches
 from sparkrec.train.launcher import last_words, reason, spark_settings, tf_config
@@ -101,9 +102,9 @@ def test_a_failed_barrier_stage_is_one_line_naming_the_worker():
         "An error occurred while calling o77.collectAndServe.\n: org.apache.spark.SparkException: Job aborted due "
         "to stage failure: Could not recover from a failed barrier ResultStage.\nTraceback (most recent call last):\n"
         '  File "launcher.py", line 131, in run\n'
-        "RuntimeError: sparkrec worker 1 of 2: killed by signal 9: Epoch 2/4\n\tat org.apache.spark.api.python"
+        "RuntimeError: sparkrec worker 1 of 2: killed by signal 9 (SIGKILL)\n\tat org.apache.spark.api.python"
     )
-    assert reason(spark_error, 2) == "worker 1 of 2 failed: killed by signal 9: Epoch 2/4"
+    assert reason(spark_error, 2) == "worker 1 of 2 failed: killed by signal 9 (SIGKILL)"
     slots = "[SPARK-24819]: Barrier execution mode does not allow run a barrier stage that requires more slots"
     assert reason(slots, 4).startswith("workers=4 needs 4 free task slots at once")
     dynamic = "[SPARK-24942]: Barrier execution mode does not support dynamic resource allocation for now."
@@ -208,7 +209,7 @@ def test_two_workers_fail_in_one_line_resume_after_a_retried_stage_and_train_as_
     assert finish(job, log) != 0
     assert time.monotonic() - killed < 120, "a dead worker ends the job, never a hang"
     said = [line for line in log.read_text().splitlines() if line.startswith("train: ")]
-    assert len(said) == 1 and said[0].startswith("train: worker 1 of 2 failed: killed by signal 9"), said
+    assert said == ["train: worker 1 of 2 failed: killed by signal 9 (SIGKILL)"], said
     assert tree_digest(output) == before, "the previous model directory is intact"
     assert epochs_kept(backup) >= 1
 
@@ -216,7 +217,10 @@ def test_two_workers_fail_in_one_line_resume_after_a_retried_stage_and_train_as_
     job = submit(prepared_small, output, log)
     kill_worker_after(job, backup, 2, index=0)  # the chief, once: Spark retries the stage
     assert finish(job, log) == 0, log.read_text()[-3000:]
-    assert "sparkrec worker 0 of 2: killed by signal 9" in log.read_text(), "the stage was retried"
+    assert "sparkrec worker 0 of 2: killed by signal 9 (SIGKILL)" in log.read_text(), "the stage was retried"
+    assert (
+        saved.load(output / "model.keras").count_params() == saved.load(tmp_path / "one" / "model.keras").count_params()
+    )
     two = json.loads((output / "metrics.json").read_text())
     assert [entry["epoch"] for entry in two["history"]] == [0, 1, 2, 3]
     assert json.loads((output / "run.json").read_text())["config"]["workers"] == 2

@@ -13,7 +13,8 @@ Failure: a worker that exits non-zero (killed, or its collectives timed out afte
 `worker_timeout` seconds without a peer) fails its task, which fails the barrier stage as a whole:
 Spark kills the other tasks (and so their workers) and retries the stage up to
 spark.stage.maxConsecutiveAttempts times; each attempt resumes from the shared backup. When
-retries run out the job exits with one line naming the worker and its last words.
+retries run out the job exits with one line naming the worker and why it stopped (its signal, or
+the last exception it printed).
 
 Nothing here imports TensorFlow: the tasks run in Spark's Python workers.
 """
@@ -146,9 +147,12 @@ def _task(spec: str):
             "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),
         }
         code, last = _run_worker(spec, environ)
-        if code != 0:
-            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-            raise RuntimeError(failure(index, len(addresses), f"{how}: {last}"))
+        if code < 0:  # its output stops wherever the signal found it: no reason in it
+            raise RuntimeError(
+                failure(index, len(addresses), f"killed by signal {-code} ({signal.Signals(-code).name})")
+            )
+        if code > 0:
+            raise RuntimeError(failure(index, len(addresses), f"exit status {code}: {last}"))
         yield index
 
     return run

@@ -139,7 +139,7 @@ def transform(
     """Fit, then measure the restored model on test: metrics and (paper, deep) permutation importance.
 
     As one `replica` of several (sparkrec.train.replica) it trains the two-tower model on its part of
-    every batch; the launcher has prepared the backup, and every worker measures the same model.
+    every batch; the job has prepared the backup (jobs/train.py), and every worker measures the same model.
     """
     seconds = {}
     started = time.perf_counter()

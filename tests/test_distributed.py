@@ -75,6 +75,57 @@ def test_the_workers_parts_of_every_batch_make_the_one_worker_batch(parts):
         assert [example for piece in pieces for example in examples(piece)] == examples(batch)
 
 
+# Two replicas on two logical CPUs of one process (tf.distribute.MirroredStrategy: the same gradient
+# sum as the multi-worker strategy's all-reduce) against no strategy, in a fresh Python: TensorFlow's
+# devices are fixed once it starts. SGD, whose step grows with the gradient (Adam's barely does).
+STEP = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+import keras
+from sparkrec.models import twotower
+from sparkrec.train.history import fold_examples
+from test_twotower import SIZES, literal_catalogue, literal_histories
+
+example = next(fold_examples(literal_histories(), 2, 64, 1000, 1, np.random.default_rng(3))).arrays()
+table = twotower.movie_table(literal_catalogue(), SIZES["movie"])
+
+def step(strategy, batch, copies):
+    with strategy.scope():
+        pair = twotower.build(SIZES, dim=8, hidden=16, head_hidden=8)
+        rng = np.random.default_rng(4)
+        pair.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in pair.get_weights()])
+        trainer = twotower.Trainer(pair, table, dislike_weight=0.3)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.5))
+    before = pair.get_weights()
+    dataset = tf.data.Dataset.from_tensors(batch).repeat(copies)
+    data = dataset if copies == 1 else strategy.distribute_datasets_from_function(lambda _: dataset)
+    trainer.fit(data, epochs=1, steps_per_epoch=1, verbose=0)
+    return [(after - b).tolist() for after, b in zip(pair.get_weights(), before)]
+
+whole = step(tf.distribute.get_strategy(), {k: np.concatenate([v, v]) for k, v in example.items()}, 1)
+halves = step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), example, 2)
+print(json.dumps({"whole": whole, "halves": halves}))
+"""
+
+
+@pytest.mark.slow
+def test_two_replicas_on_half_a_batch_each_step_as_one_on_the_whole_batch():
+    """A batch of one example twice: one replica steps on both, or two replicas on one each. Their
+    losses (each a mean) are the same, so the summed gradients must be divided by the replica count."""
+    environ = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", STEP], capture_output=True, text=True, env=environ, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = json.loads(done.stdout.strip().splitlines()[-1])
+    moved = [np.asarray(delta) for delta in steps["whole"]]
+    assert max(np.abs(delta).max() for delta in moved) > 1e-3, "the step moves the weights"
+    for whole, halves in zip(moved, steps["halves"]):
+        np.testing.assert_allclose(halves, whole, rtol=1e-4, atol=1e-6)
+
+
 def test_a_last_batch_too_small_to_give_every_worker_an_example_is_dropped():
     assert global_batches(9, 4) == 3, "one worker keeps every example"
     assert global_batches(9, 4, 2) == 2, "1 example left for 2 workers: dropped"

@@ -91,7 +91,11 @@ def fit(fitting: Fitting, config: TrainConfig, backup_dir: Path, log_dir: Path) 
             RowsPerSecond(fitting.rows["train"]),
             *fitting.measures,
             state,
-            keras.callbacks.BackupAndRestore(str(backup_dir / "keras"), delete_checkpoint=False),
+            # A run killed while the checkpoint is written leaves it unreadable: the previous one is kept
+            # beside it, which Keras falls back to (its metadata is still the previous epoch's then).
+            keras.callbacks.BackupAndRestore(
+                str(backup_dir / "keras"), double_checkpoint=True, delete_checkpoint=False
+            ),
             keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
         ]
         trainer.fit(

@@ -1,4 +1,6 @@
-"""Data-parallel training (`--set workers=N`): the pure pieces, then the job on a two-executor cluster.
+"""Data-parallel training (`--set workers=N`): the pure pieces, the loss scaling, then the job on a cluster.
+
+Two replicas of the two-tower Trainer on half a batch each must step as one on the whole batch.
 
 The cluster test runs jobs/train.py with workers=2 on `local-cluster[2,1,2048]` (two executor
 JVMs of one core) through sparkrec-submit: a worker killed mid-run with no stage retries left

@@ -11,6 +11,9 @@ model untouched. MODEL_DIR is replaced only when it is missing, empty or an
 earlier training output (`--force` replaces anything but PREPARED_DIR or a
 directory holding it). A killed run resumes from its last finished epoch, kept
 in MODEL_DIR.backup until the new model is in place.
+
+With `--set workers=N` (N > 1) it trains on N Spark tasks at once, submitted with
+spark-submit (docs/cluster.md): sparkrec.train.launcher.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from sparkrec.core import console, outputs
+from sparkrec.core import console, outputs, session
 from sparkrec.core.config import add_config_arguments, load_config, parse_overrides
 from sparkrec.core.errors import SparkrecError
 from sparkrec.train.config import TrainConfig
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     args = parse_args(argv)
     console.quiet(args.verbose, tensorflow=True)
-    from sparkrec.train import stages  # Keras and TensorFlow: once console has chosen their logging
+    from sparkrec.train import launcher, stages  # Keras and TensorFlow: once console has chosen their logging
 
     config = load_config(TrainConfig, args.config, parse_overrides(args.overrides)).resolved()
     stages.configure_runtime(config)
@@ -51,8 +54,14 @@ def main(argv: list[str] | None = None) -> dict:
         None, args.output, "train", {"--data": args.data}, args.force, extra=(stages.BACKUP_SUFFIX,)
     ) as staging:
         prepared = stages.extract(args.data)
-        trained = stages.transform(prepared, config, Path(staging), stages.backup_path(output))
-        document = stages.load(trained, prepared, Path(staging), command)
+        backup = stages.backup_path(output)
+        if config.workers == 1:
+            trained = stages.transform(prepared, config, Path(staging), backup)
+            document = stages.load(trained, prepared, Path(staging), command)
+        else:
+            stages.prepare_backup(backup, stages.fingerprint(prepared, config))
+            with session.start("sparkrec-train", launcher.spark_settings(config)) as spark:
+                document = launcher.train(spark, prepared.root, config, Path(staging), backup, command, args.verbose)
     print(stages.summary_line(document, output, time.perf_counter() - started), flush=True)
     return document
 

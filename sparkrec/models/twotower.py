@@ -237,6 +237,17 @@ class Trainer(keras.Model):
     def metrics(self):
         return [*self.trackers.values(), self.like_accuracy]
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy, Keras' fit builds a model from its first batch averaged across the
+        # workers (a collective over each worker's batch, which fails on a dict of them; workers'
+        # batches differ in shape anyway). This model is built already: only the optimizer's
+        # variables remain, built here as Keras would, under the strategy.
+        if self._distribute_strategy is None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
     def call(self, inputs, training=False):
         return self.users([inputs[name] for name in USER_INPUTS], training=training)
 
@@ -287,15 +298,24 @@ class Trainer(keras.Model):
         )
 
     def train_step(self, batch):
+        # Under a multi-worker strategy Keras' optimizer sums the replicas' gradients: each replica's
+        # loss (a mean over its part of the global batch) is divided by their count, as Keras' own
+        # compute_loss does, so N workers step as one worker on the whole batch does.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             total, parts_, like = self.losses_of(batch, training=True)
+            scaled = total / replicas if replicas > 1 else total
         variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         self.trackers["loss"].update_state(total)
         for name, value in parts_.items():
             self.trackers[name].update_state(value)
         self.like_accuracy.update_state(like[0], like[1])
-        return {metric.name: metric.result() for metric in self.metrics}
+        results = {metric.name: metric.result() for metric in self.metrics}
+        if replicas > 1:
+            # Keras averages each worker's logs along axis 0, which a scalar lacks: a (1,) each.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
 
 def arrays(model: keras.Model, catalogue: dict[str, np.ndarray]) -> TwoTower:

@@ -120,9 +120,12 @@ class EpochState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.history.append({"epoch": epoch, **{key: float(value) for key, value in logs.items()}})
-        if self.best()["epoch"] == epoch:
-            self.model.save_weights(self.weights_path, overwrite=True)
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.best()["epoch"] == epoch:
+            # Written aside and renamed: a run killed mid-write keeps the previous best intact.
+            written = self.directory / "next-best.weights.h5"
+            self.model.save_weights(written, overwrite=True)
+            os.replace(written, self.weights_path)
         temporary = self.state_path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"monitor": self.monitor, "history": self.history}, indent=1))
         os.replace(temporary, self.state_path)

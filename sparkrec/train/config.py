@@ -60,6 +60,8 @@ class TrainConfig:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     keras_verbose: int = 2
+    workers: int = 1
+    worker_timeout: int = 600
 
     def validate(self) -> None:
         checks = {
@@ -100,6 +102,10 @@ class TrainConfig:
             "the two-tower model validates on its holdout: validation_fraction must be > 0": self.model != "twotower"
             or self.validation_fraction > 0,
             "importance_repeats must be >= 1": self.importance_repeats >= 1,
+            "workers must be >= 1": self.workers >= 1,
+            "workers > 1 trains the two-tower model only (model: twotower)": self.workers == 1
+            or self.model == "twotower",
+            "worker_timeout must be >= 1 (seconds)": self.worker_timeout >= 1,
         }
         failed = [message for message, ok in checks.items() if not ok]
         if failed:

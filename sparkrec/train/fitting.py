@@ -8,6 +8,8 @@ reproducible.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,29 @@ class Fitting:
     finish: Callable[[], None] = lambda: None
 
 
+@dataclass(frozen=True)
+class Replica:
+    """Which worker of data-parallel training this process is (sparkrec.train.replica); by default the only one."""
+
+    index: int = 0
+    count: int = 1
+    strategy: tf.distribute.Strategy | None = None
+
+    def scope(self):
+        """Where the model and its optimizer must be built: their variables are mirrored on every worker."""
+        return self.strategy.scope() if self.strategy else contextlib.nullcontext()
+
+    def distribute(self, fitting: Fitting) -> Fitting:
+        """`fitting` with each worker's own batches given to the strategy as they are, neither sharded
+        nor re-batched by it: the feed already streams this worker's part of every global batch."""
+        if self.strategy is None:
+            return fitting
+        batches, strategy = fitting.batches, self.strategy
+        return dataclasses.replace(
+            fitting, batches=lambda first: strategy.distribute_datasets_from_function(lambda _: batches(first))
+        )
+
+
 def fit(fitting: Fitting, config: TrainConfig, backup_dir: Path, log_dir: Path) -> EpochState:
     """Train with early stopping and per-epoch backups; leave the best epoch's weights in the trainer."""
     trainer = fitting.trainer
@@ -66,7 +91,11 @@ def fit(fitting: Fitting, config: TrainConfig, backup_dir: Path, log_dir: Path) 
             RowsPerSecond(fitting.rows["train"]),
             *fitting.measures,
             state,
-            keras.callbacks.BackupAndRestore(str(backup_dir / "keras"), delete_checkpoint=False),
+            # A run killed while the checkpoint is written leaves it unreadable: the previous one is kept
+            # beside it, which Keras falls back to (its metadata is still the previous epoch's then).
+            keras.callbacks.BackupAndRestore(
+                str(backup_dir / "keras"), double_checkpoint=True, delete_checkpoint=False
+            ),
             keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
         ]
         trainer.fit(

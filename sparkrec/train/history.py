@@ -93,14 +93,41 @@ def example_count(histories: Histories, folds: int, max_targets: int) -> int:
     return int(fold_counts(histories.lengths, folds, max_targets).sum())
 
 
+def global_batches(examples: int, batch_size: int, parts: int = 1) -> int:
+    """Batches of `batch_size` an epoch of `examples` makes, each split into `parts` (one per worker).
+
+    With parts > 1 a last batch too small to give every part an example is
+    dropped (at most parts - 1 examples an epoch): a worker with no example
+    would have no loss to average.
+    """
+    batches = -(-examples // batch_size)
+    if parts > 1 and 0 < examples % batch_size < parts:
+        batches -= 1
+    return batches
+
+
+def shard(chosen: np.ndarray, part: int, parts: int) -> np.ndarray:
+    """Part `part` of `parts` near-equal contiguous parts of a batch's examples (all of them when parts == 1)."""
+    return chosen if parts == 1 else np.array_split(chosen, parts)[part]
+
+
 def fold_examples(
-    histories: Histories, folds: int, max_targets: int, max_history: int, batch_size: int, rng: np.random.Generator
+    histories: Histories,
+    folds: int,
+    max_targets: int,
+    max_history: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    part: int = 0,
+    parts: int = 1,
 ) -> Iterator[Batch]:
     """One epoch of examples in batches of `batch_size`, users and folds in random order.
 
     Each user's ratings are permuted and dealt round-robin into their folds.
     A history longer than `max_history` keeps a random `max_history` of the
-    user's other ratings.
+    user's other ratings. With `parts` workers, every worker draws the same
+    epoch (same rng) and builds only its part of each batch: together they
+    train on the batches one worker would.
     """
     lengths = histories.lengths
     counts = fold_counts(lengths, folds, max_targets)
@@ -114,8 +141,8 @@ def fold_examples(
     examples = np.repeat(np.arange(histories.user_count), counts)
     examples_fold = np.arange(len(examples)) - np.repeat(np.cumsum(counts) - counts, counts)
     order = rng.permutation(len(examples))
-    for start in range(0, len(order), batch_size):
-        chosen = order[start : start + batch_size]
+    for start in range(0, global_batches(len(order), batch_size, parts) * batch_size, batch_size):
+        chosen = shard(order[start : start + batch_size], part, parts)
         yield _batch(histories, permuted, fold, examples[chosen], examples_fold[chosen], max_history)
 
 

@@ -27,10 +27,11 @@ from sparkrec.train import towertrain
 from sparkrec.train.config import TrainConfig
 from sparkrec.train.dataset import Prepared, copy_vocabularies, open_prepared
 from sparkrec.train.figures import history_panels, plot_history, plot_importance
-from sparkrec.train.fitting import fit
+from sparkrec.train.fitting import Replica, fit
 from sparkrec.train.pairtrain import keras_fitting
 
 BACKUP_SUFFIX = ".backup"
+ONE_WORKER = Replica()
 log = get_logger("train")
 
 
@@ -72,6 +73,22 @@ def build_model(config: TrainConfig, vocab_sizes: dict[str, int]) -> keras.Model
         rank_bias=config.rank_bias,
         ema_momentum=config.ema_momentum,
     )
+
+
+def undistributed(model: keras.Model, config: TrainConfig, vocab_sizes: dict[str, int]):
+    """A function giving a copy of `model`'s current weights in a model built outside its strategy.
+
+    Keras distributes predict() of a model built under a multi-worker strategy, a collective per
+    call; validation and test metrics read the model through predict() on every worker alike, and
+    need no one else's data.
+    """
+    copy = build_model(config, vocab_sizes)
+
+    def read() -> keras.Model:
+        copy.set_weights(model.get_weights())
+        return copy
+
+    return read
 
 
 # ----------------------------------------------------------------- feeds
@@ -116,14 +133,26 @@ def extract(data_dir: str | Path) -> Prepared:
     return open_prepared(data_dir)
 
 
-def transform(prepared: Prepared, config: TrainConfig, staging: Path, backup_dir: Path) -> Trained:
-    """Fit, then measure the restored model on test: metrics and (paper, deep) permutation importance."""
+def transform(
+    prepared: Prepared, config: TrainConfig, staging: Path, backup_dir: Path, replica: Replica = ONE_WORKER
+) -> Trained:
+    """Fit, then measure the restored model on test: metrics and (paper, deep) permutation importance.
+
+    As one `replica` of several (sparkrec.train.replica) it trains the two-tower model on its part of
+    every batch; the job has prepared the backup (jobs/train.py), and every worker measures the same model.
+    """
     seconds = {}
     started = time.perf_counter()
-    model = build_model(config, prepared.vocab_sizes)
-    family = towertrain.fitting if config.model == "twotower" else keras_fitting
-    fitting = family(model, prepared, config)
-    prepare_backup(backup_dir, fingerprint(prepared, config))
+    with replica.scope():
+        model = build_model(config, prepared.vocab_sizes)
+    if config.model != "twotower":
+        fitting = keras_fitting(model, prepared, config)
+    else:
+        reader = None if replica.strategy is None else undistributed(model, config, prepared.vocab_sizes)
+        with replica.scope():
+            fitting = towertrain.fitting(model, prepared, config, replica.index, replica.count, reader)
+    if replica.count == 1:
+        prepare_backup(backup_dir, fingerprint(prepared, config))
     rows = fitting.rows
     log.info(
         "model %s: %s parameters; %s train / %s validation / %s test rows",
@@ -133,7 +162,7 @@ def transform(prepared: Prepared, config: TrainConfig, staging: Path, backup_dir
         f"{rows['validation']:,}",
         f"{rows['test']:,}",
     )
-    state = fit(fitting, config, backup_dir, staging / "logs")
+    state = fit(replica.distribute(fitting), config, backup_dir, staging / "logs")
     seconds["fit"] = time.perf_counter() - started
     started = time.perf_counter()
     measured = fitting.test()

@@ -13,6 +13,7 @@ each user placed by their whole train history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ from sparkrec.models.towers import TwoTower
 from sparkrec.train.candidates import Sampler
 from sparkrec.train.dataset import Feed, Holdout, Prepared
 from sparkrec.train.fitting import Fitting
-from sparkrec.train.history import Histories, example_count, fold_examples
+from sparkrec.train.history import Histories, example_count, fold_examples, global_batches
 from sparkrec.train.negatives import read_catalogue
 
 if TYPE_CHECKING:
@@ -87,7 +88,10 @@ class Catalogue:
 
 @dataclass(frozen=True)
 class ExampleFeed:
-    """Each epoch's fold examples as a tf.data stream; the epoch number seeds them, so a resumed run replays."""
+    """Each epoch's fold examples as a tf.data stream; the epoch number seeds them, so a resumed run replays.
+
+    Worker `part` of `parts` streams its part of every batch (`fold_examples`).
+    """
 
     histories: Histories
     folds: int
@@ -96,17 +100,20 @@ class ExampleFeed:
     batch_size: int
     seed: int
     sampler: Sampler | None = None
+    part: int = 0
+    parts: int = 1
 
     @property
     def steps(self) -> int:
-        return -(-example_count(self.histories, self.folds, self.max_targets) // self.batch_size)
+        return global_batches(example_count(self.histories, self.folds, self.max_targets), self.batch_size, self.parts)
 
     def batches(self, epoch: int):
         rng = np.random.default_rng([self.seed, epoch])
         # Its own stream: the examples are the same with or without sampled candidates.
-        candidate_rng = np.random.default_rng([self.seed, epoch, 1])
+        # Each worker draws its own negatives for its part of the batch.
+        candidate_rng = np.random.default_rng([self.seed, epoch, 1] + ([self.part] if self.parts > 1 else []))
         for batch in fold_examples(
-            self.histories, self.folds, self.max_targets, self.max_history, self.batch_size, rng
+            self.histories, self.folds, self.max_targets, self.max_history, self.batch_size, rng, self.part, self.parts
         ):
             if self.sampler is None:
                 yield batch.arrays()
@@ -186,7 +193,7 @@ class RankingValidation(keras.callbacks.Callback):
 
     def __init__(
         self,
-        pair: keras.Model,
+        pair: Callable[[], keras.Model],
         histories: Histories,
         catalogue: Catalogue,
         holdout: dict[str, np.ndarray],
@@ -204,7 +211,7 @@ class RankingValidation(keras.callbacks.Callback):
         self.users = users
 
     def on_epoch_end(self, epoch, logs=None):
-        towers = twotower.arrays(self.pair, self.catalogue.inputs)
+        towers = twotower.arrays(self.pair(), self.catalogue.inputs)
         logs[f"val_ndcg@{self.k}"] = ranking_ndcg(
             towers, self.histories, self.catalogue, self.users, self.relevant, self.k
         )
@@ -234,8 +241,23 @@ def test_metrics(
     }
 
 
-def fitting(model: keras.Model, prepared: Prepared, config: TrainConfig) -> Fitting:
-    """The two-tower model's side of the fit loop: fold examples of train minus the holdout, ranking validation."""
+def fitting(
+    model: keras.Model,
+    prepared: Prepared,
+    config: TrainConfig,
+    part: int = 0,
+    parts: int = 1,
+    reader: Callable[[], keras.Model] | None = None,
+) -> Fitting:
+    """The two-tower model's side of the fit loop: fold examples of train minus the holdout, ranking validation.
+
+    Worker `part` of `parts` trains on its part of each batch; every worker reads
+    the whole train split (a user's examples need the user's whole history) and
+    validates and tests on all of it. `reader` gives the model those numpy
+    measures read (default: `model`; sparkrec.train.replica passes an
+    undistributed copy).
+    """
+    reader = reader or (lambda: model)
     holdout = Holdout(config.validation_fraction, config.seed)
     fit_part = read_ratings(prepared.split("train"), holdout)
     held = read_ratings(prepared.split("train"), holdout, keep_holdout=True)
@@ -257,10 +279,18 @@ def fitting(model: keras.Model, prepared: Prepared, config: TrainConfig) -> Fitt
         else None
     )
     feed = ExampleFeed(
-        fit_histories, config.folds, config.max_targets, config.max_history, config.batch_size, config.seed, sampler
+        fit_histories,
+        config.folds,
+        config.max_targets,
+        config.max_history,
+        config.batch_size,
+        config.seed,
+        sampler,
+        part,
+        parts,
     )
     validation = RankingValidation(
-        model, fit_histories, catalogue, held, VALIDATION_K, config.validation_users, config.seed
+        reader, fit_histories, catalogue, held, VALIDATION_K, config.validation_users, config.seed
     )
     train_like_rate = float(np.concatenate([fit_part[C.LIKE], held[C.LIKE]]).mean())
     majority = 1.0 if train_like_rate >= 0.5 else 0.0
@@ -273,6 +303,6 @@ def fitting(model: keras.Model, prepared: Prepared, config: TrainConfig) -> Fitt
         monitor=(monitor[config.monitor], "max"),
         validation=None,
         measures=[validation],
-        test=lambda: test_metrics(model, histories(merged(fit_part, held), users), catalogue, test, majority),
+        test=lambda: test_metrics(reader(), histories(merged(fit_part, held), users), catalogue, test, majority),
         importance=lambda: None,
     )

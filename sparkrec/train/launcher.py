@@ -1,0 +1,181 @@
+"""Data-parallel training on a Spark cluster: N TensorFlow workers gang-scheduled as one barrier stage.
+
+jobs/train.py with `workers: N` (N > 1), under spark-submit, calls `train`: one barrier stage of
+N tasks (Spark starts all of them at once or none). Each task picks a free port on its executor's
+host, the tasks agree on every worker's host:port through `allGather` (ordered by partition id,
+which is each worker's index: task 0 is the chief), and each starts its worker,
+`python -m sparkrec.train.replica`, with that TF_CONFIG, then waits for it. The worker is a
+process of its own so that every stage attempt starts TensorFlow afresh (MultiWorkerMirroredStrategy
+must be created before TensorFlow's runtime starts, and Spark reuses Python workers), and dies
+with the task that started it (a killed task kills its worker).
+
+Failure: a worker that exits non-zero (killed, or its collectives timed out after
+`worker_timeout` seconds without a peer) fails its task, which fails the barrier stage as a whole:
+Spark kills the other tasks (and so their workers) and retries the stage up to
+spark.stage.maxConsecutiveAttempts times; each attempt resumes from the shared backup. When
+retries run out the job exits with one line naming the worker and why it stopped (its signal, or
+the last exception it printed).
+
+Nothing here imports TensorFlow: the tasks run in Spark's Python workers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pyspark import BarrierTaskContext
+from pyspark.sql import SparkSession
+
+from sparkrec.core.config import to_dict
+from sparkrec.core.errors import SparkrecError
+from sparkrec.train.config import TrainConfig
+from sparkrec.train.replica import CPUS_VARIABLE
+
+# How often Spark checks for the barrier stage's free slots (its default is 15 s): executors that
+# register a few seconds late delay the start by that much.
+SLOT_CHECK_SECONDS = 5
+_FAILURE = re.compile(r"sparkrec worker (\d+) of (\d+): ([^\n]*)")
+# A Python exception's line, its class's module path dropped: what a worker's output says last of its error.
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b.*)$")
+MAX_REASON = 300
+
+
+class WorkerError(SparkrecError):
+    """A worker failed, or the cluster cannot run the workers at once."""
+
+
+def spark_settings(config: TrainConfig) -> dict[str, str]:
+    """Session settings of a distributed run: set-up waits `worker_timeout`, not Spark's defaults
+    (a year for a barrier sync, ten minutes for free slots)."""
+    return {
+        "spark.barrier.sync.timeout": f"{config.worker_timeout}s",
+        "spark.scheduler.barrier.maxConcurrentTasksCheck.interval": f"{SLOT_CHECK_SECONDS}s",
+        "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures": str(
+            max(1, -(-config.worker_timeout // SLOT_CHECK_SECONDS))
+        ),
+    }
+
+
+def tf_config(addresses: list[str], index: int) -> dict:
+    """TF_CONFIG of worker `index` among `addresses` (host:port, in worker order; worker 0 is the chief)."""
+    return {"cluster": {"worker": list(addresses)}, "task": {"type": "worker", "index": index}}
+
+
+def free_port(host: str) -> int:
+    """A port free on `host` now. The worker binds it moments later; another process taking it in
+    between fails the worker's start, and with it the stage attempt (Spark retries it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def failure(index: int, count: int, reason: str) -> str:
+    return f"sparkrec worker {index} of {count}: {reason}"
+
+
+def last_words(output: str) -> str:
+    """The line of a worker's output that says why it stopped: its last exception, or its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [found.group(1) for found in map(_EXCEPTION.match, lines) if found]
+    words = errors[-1] if errors else lines[-1] if lines else "no output"
+    return words if len(words) <= MAX_REASON else words[: MAX_REASON - 3] + "..."
+
+
+def reason(message: str, workers: int) -> str:
+    """One line for a failed barrier stage: the first failed worker's own reason, or Spark's."""
+    found = _FAILURE.search(message)
+    if found:
+        return f"worker {found.group(1)} of {found.group(2)} failed: {found.group(3)}"
+    if "SPARK-24819" in message or "more slots than the total number" in message:
+        return (
+            f"workers={workers} needs {workers} free task slots at once (barrier mode), more than the cluster has: "
+            "give it at least that many executor cores / spark.task.cpus (docs/cluster.md)"
+        )
+    if "SPARK-24942" in message or "does not support dynamic resource allocation" in message:
+        return f"workers={workers} runs a barrier stage, which Spark cannot with dynamic allocation: " + (
+            "--conf spark.dynamicAllocation.enabled=false and a fixed executor count (docs/cluster.md)"
+        )
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return f"the barrier stage of {workers} workers failed: {lines[0] if lines else 'no reason given'}"
+
+
+def train(
+    spark: SparkSession, data: Path, config: TrainConfig, staging: Path, backup: Path, command: list[str], verbose: bool
+) -> dict:
+    """Train on `config.workers` barrier tasks; the chief writes the model into `staging`. Returns metrics.json."""
+    spec = json.dumps(
+        {
+            "data": str(data.resolve()),
+            "config": to_dict(config),
+            "staging": str(staging.resolve()),
+            "backup": str(backup.resolve()),
+            "command": command,
+            "verbose": verbose,
+        }
+    )
+    workers = config.workers
+    stage = spark.sparkContext.parallelize(range(workers), workers).barrier().mapPartitions(_task(spec))
+    try:
+        # Spark never retries a barrier stage whose tasks return their results to the driver (a
+        # ResultStage: some results may be in already); through a shuffle it is a map stage, which it does.
+        stage.repartition(1).collect()
+    except Exception as exc:  # Py4J's and Spark's errors alike: the message is all they carry
+        raise WorkerError(reason(str(exc), workers)) from None
+    return json.loads((staging / "metrics.json").read_text())
+
+
+def _task(spec: str):
+    def run(_):
+        context = BarrierTaskContext.get()
+        index = context.partitionId()
+        host = context.getTaskInfos()[index].address.rsplit(":", 1)[0]
+        addresses = context.allGather(f"{host}:{free_port(host)}")
+        environ = {
+            **os.environ,
+            "TF_CONFIG": json.dumps(tf_config(addresses, index)),
+            CPUS_VARIABLE: str(context.cpus()),
+            # What this task imports from (--py-files reach its sys.path only), the worker imports from.
+            "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),
+        }
+        code, last = _run_worker(spec, environ)
+        if code < 0:  # its output stops wherever the signal found it: no reason in it
+            raise RuntimeError(
+                failure(index, len(addresses), f"killed by signal {-code} ({signal.Signals(-code).name})")
+            )
+        if code > 0:
+            raise RuntimeError(failure(index, len(addresses), f"exit status {code}: {last}"))
+        yield index
+
+    return run
+
+
+def _run_worker(spec: str, environ: dict[str, str]) -> tuple[int, str]:
+    """Run one worker to its end; its output goes to the executor's stderr. Returns (exit code, last words)."""
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sparkrec.train.replica", spec],
+            env=environ,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        code = process.wait()
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    sys.stderr.write(text)
+    return code, last_words(text)
+
+
+def _die_with_parent() -> None:
+    """In the worker, before it runs: the kernel kills it when the task's process dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG

@@ -66,7 +66,7 @@ ML_SMALL ?= ../shared/data/ml-latest-small
 STACK_TRAIN := --set epochs=2 --set seed=42
 # Every baseline at one grid point: this stage compares stacks, it does not tune.
 STACK_EVALUATE := --set widen_steps=0 --set als_implicit_ranks=64 --set als_implicit_reg_params=0.01 \
-    --set als_implicit_alphas=1.0 --set ease_lambdas=300.0 --set als_ranks=10 --set als_reg_params=0.1
+    --set als_implicit_alphas=1.0 --set ease_lambdas=300.0 --set ease_dislike_weights=0.5 --set als_ranks=10 --set als_reg_params=0.1
 
 $(LEGACY_VENV)/.installed: pyproject.toml constraints-legacy.txt
 	$(PYTHON) -m venv $(LEGACY_VENV)

@@ -1,7 +1,8 @@
 """Cross-check the evaluate job's EASE and implicit-ALS figures with an independent implementation.
 
     python bench/baselines_crosscheck.py --data PREPARED_DIR --evaluation EVALUATION_DIR \
-        [--ease-lambdas 10,30,...] [--ranks 16,32,...] [--reg-params ...] [--alphas ...] [--max-iter 20]
+        [--ease-lambdas 10,30,...] [--ease-dislike-weights 1,0.5,...] [--ranks 16,32,...] [--reg-params ...]
+        [--alphas ...] [--max-iter 20]
         [--signal like|binary|rating]
 
 Nothing of sparkrec's evaluation, ranking or scoring code is used: pandas reads
@@ -37,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", required=True, type=Path, help="a prepare output directory")
     parser.add_argument("--evaluation", required=True, type=Path, help="the evaluate job's output on it")
     parser.add_argument("--ease-lambdas", default="10,30,100,300,1000,3000,10000")
+    parser.add_argument(
+        "--ease-dislike-weights", default="1,0.5,0.25,0", help="EASE's cell for a rated, not liked movie (liked: 1)"
+    )
     parser.add_argument("--ranks", default="16,32,64,128")
     parser.add_argument("--reg-params", default="0.01,0.1,1")
     parser.add_argument("--alphas", default="0,1,10")
@@ -58,10 +62,12 @@ class Protocol:
         self.user_row = pd.Series(np.arange(len(users)), index=users)
         self.movie_col = pd.Series(np.arange(len(movies)), index=movies)
 
-    def matrix(self, pairs: pd.DataFrame) -> scipy.sparse.csr_matrix:
+    def matrix(self, pairs: pd.DataFrame, values: np.ndarray | None = None) -> scipy.sparse.csr_matrix:
+        """Users x movies: `values` at the rated cells (1 where not given)."""
         rows = self.user_row[pairs["userId"]].to_numpy()
         cols = self.movie_col[pairs["movieId"]].to_numpy()
-        return scipy.sparse.csr_matrix((np.ones(len(pairs)), (rows, cols)), shape=(len(self.users), len(self.movies)))
+        values = np.ones(len(pairs)) if values is None else values
+        return scipy.sparse.csr_matrix((values, (rows, cols)), shape=(len(self.users), len(self.movies)))
 
     def ndcg(self, scores_of, known: pd.DataFrame, target: pd.DataFrame) -> float:
         """Mean NDCG@K over the users with a liked target movie, their known movies excluded."""
@@ -88,6 +94,10 @@ def ease_weights(history: scipy.sparse.csr_matrix, lam: float) -> np.ndarray:
     weights = -inverse / np.diag(inverse)
     np.fill_diagonal(weights, 0.0)
     return weights
+
+
+def ease_signal(pairs: pd.DataFrame, dislike_weight: float) -> np.ndarray:
+    return np.where(pairs["like"] == 1, 1.0, dislike_weight)
 
 
 def best_of(name: str, grid: list, score) -> tuple:
@@ -155,15 +165,21 @@ def main() -> None:
     figures = {}
 
     lambdas = [float(value) for value in args.ease_lambdas.split(",")]
-    fit_history = protocol.matrix(fit)
+    dislike_weights = [float(value) for value in args.ease_dislike_weights.split(",")]
 
-    def ease_fit_ndcg(lam: float) -> float:
+    def ease_fit_ndcg(setting: tuple) -> float:
+        dislike_weight, lam = setting
+        fit_history = protocol.matrix(fit, ease_signal(fit, dislike_weight))
         weights = ease_weights(fit_history, lam)
         return protocol.ndcg(lambda rows: fit_history[rows] @ weights, fit, holdout)
 
-    lam = best_of("ease", lambdas, ease_fit_ndcg)
-    history, weights = protocol.matrix(train), ease_weights(protocol.matrix(train), lam)
-    figures["ease"] = (f"lambda={lam:g}", protocol.ndcg(lambda rows: history[rows] @ weights, train, test))
+    dislike_weight, lam = best_of("ease", list(itertools.product(dislike_weights, lambdas)), ease_fit_ndcg)
+    history = protocol.matrix(train, ease_signal(train, dislike_weight))
+    weights = ease_weights(history, lam)
+    figures["ease"] = (
+        f"lambda={lam:g}, dislike_weight={dislike_weight:g}",
+        protocol.ndcg(lambda rows: history[rows] @ weights, train, test),
+    )
 
     from pyspark.sql import SparkSession
 

@@ -103,6 +103,7 @@ QUICK = {
     "als_implicit_search_iter": "5",
     "als_implicit_max_iter": "5",
     "ease_lambdas": "300",
+    "ease_dislike_weights": "1.0,0.5",
     "logistic_reg_params": "0.001",
     "logistic_max_iter": "15",
 }
@@ -359,7 +360,7 @@ def test_a_setting_mllib_cannot_solve_is_recorded_and_the_search_goes_on(spark, 
 
 def test_ease_recommends_from_the_users_own_group_and_scores_the_other_group_zero(taste_groups):
     train, catalogue, sizes, carve_out, everyone = taste_groups
-    model = ease.fit_ease(train, catalogue, sizes, carve_out, [1.0, 10.0], max_items=20, widen=0)
+    model = ease.fit_ease(train, catalogue, sizes, carve_out, [1.0, 10.0], [1.0], max_items=20, widen=0)
     assert_lists_stay_in_the_users_group(model, everyone)
     scores = model.scores(np.array([1, 40]))
     assert (scores[0, GROUP_MOVIES:] == 0).all() and (scores[1, :GROUP_MOVIES] == 0).all()
@@ -369,7 +370,7 @@ def test_ease_recommends_from_the_users_own_group_and_scores_the_other_group_zer
 def test_ease_above_its_item_limit_is_skipped_with_the_reason(taste_groups):
     train, catalogue, sizes, carve_out, _ = taste_groups
     with pytest.raises(Skipped) as skipped:
-        ease.fit_ease(train, catalogue, sizes, carve_out, [1.0], max_items=19, widen=0)
+        ease.fit_ease(train, catalogue, sizes, carve_out, [1.0], [1.0], max_items=19, widen=0)
     assert str(skipped.value) == (
         "train rates 20 movies, above ease_max_items=19 (the Gram matrix alone would take 0.0 GiB)"
     )
@@ -389,25 +390,51 @@ def test_ease_weights_are_the_closed_form_with_a_zero_diagonal():
 def test_ease_ranks_a_block_from_its_watched_movies_as_from_its_fitted_history():
     """keys(block) reads the block's watched cells; for users it was fitted on they are its history."""
     rng = np.random.default_rng(2)
-    pairs = pd.DataFrame({C.USER_IDX: rng.integers(1, 6, 80), C.MOVIE_IDX: rng.integers(1, 30, 80)}).drop_duplicates()
-    matrix = ease.Matrix(pairs, users=6)
+    pairs = pd.DataFrame({C.USER_IDX: rng.integers(1, 6, 80), C.MOVIE_IDX: rng.integers(1, 30, 80)})
+    pairs = pairs.drop_duplicates().sort_values([C.USER_IDX, C.MOVIE_IDX], ignore_index=True)
+    pairs[C.LIKE] = rng.integers(0, 2, len(pairs))
+    matrix = ease.Matrix(pairs, users=6, dislike_weight=0.25)
     catalogue = pd.DataFrame({C.MOVIE_ID: np.arange(100, 140), C.MOVIE_IDX: np.r_[np.arange(0, 35), np.zeros(5, int)]})
     model = ease.Ease(
-        catalogue[C.MOVIE_ID].to_numpy(), matrix.history, ease.weights(matrix.gram(), 3.0), matrix.columns(catalogue)
+        catalogue[C.MOVIE_ID].to_numpy(),
+        matrix.history,
+        ease.weights(matrix.gram(), 3.0),
+        matrix.columns(catalogue),
+        dislike_weight=0.25,
     )
     users = np.array([1, 3, 5])
-    rows, cols = [], []
+    rows, cols, liked = [], [], []
     for row, user in enumerate(users):
-        movies = np.sort(pairs[pairs[C.USER_IDX] == user][C.MOVIE_IDX].to_numpy())
-        rows += [row] * len(movies)
-        cols += np.searchsorted(catalogue[C.MOVIE_IDX].to_numpy()[:35], movies).tolist()
-    block = Block(users, np.array(rows), np.array(cols), np.zeros(len(rows), bool))
+        mine = pairs[pairs[C.USER_IDX] == user]
+        rows += [row] * len(mine)
+        cols += np.searchsorted(catalogue[C.MOVIE_IDX].to_numpy()[:35], mine[C.MOVIE_IDX].to_numpy()).tolist()
+        liked += (mine[C.LIKE] == 1).tolist()
+    block = Block(users, np.array(rows), np.array(cols), np.array(liked))
     expected = model.scores(users)
     expected[block.watched_rows, block.watched_cols] = -np.inf
     np.testing.assert_allclose(model.keys(block), expected, rtol=1e-6)
     # The user index plays no part: users EASE was not fitted on are ranked the same way.
     unknown = Block(np.zeros(3, np.int64), block.watched_rows, block.watched_cols, block.watched_liked)
     np.testing.assert_allclose(model.keys(unknown), expected, rtol=1e-6)
+    # A disliked movie counts a quarter of a liked one: the likes alone would rank otherwise.
+    likes_only = Block(users, block.watched_rows, block.watched_cols, np.ones_like(block.watched_liked))
+    assert not np.allclose(model.keys(likes_only), expected)
+
+
+def test_ease_with_dislike_weight_zero_is_ease_on_the_likes_alone():
+    rng = np.random.default_rng(3)
+    pairs = pd.DataFrame({C.USER_IDX: rng.integers(1, 9, 200), C.MOVIE_IDX: rng.integers(1, 40, 200)})
+    pairs = pairs.drop_duplicates(ignore_index=True)
+    pairs[C.LIKE] = rng.integers(0, 2, len(pairs))
+    weighted = ease.Matrix(pairs, users=9, dislike_weight=0.0)
+    likes = pairs[pairs[C.LIKE] == 1]
+    liked_only = ease.Matrix(likes, users=9, dislike_weight=1.0)
+    # The same items where every rated movie was also liked by someone; compare on those.
+    shared = np.isin(weighted.items, liked_only.items)
+    gram = weighted.gram()[np.ix_(shared, shared)]
+    np.testing.assert_array_equal(gram, liked_only.gram())
+    assert (weighted.gram()[~shared] == 0).all()
+    np.testing.assert_array_equal(weighted.history.toarray()[:, shared], liked_only.history.toarray())
 
 
 def test_calibration_recovers_a_known_logistic_link():

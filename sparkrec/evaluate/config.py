@@ -47,6 +47,7 @@ class EvaluateConfig:
     als_implicit_max_iter: int = 30
     als_implicit_signal: Literal["binary", "rating", "like"] = "like"
     ease_lambdas: list[float] = field(default_factory=lambda: [10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0])
+    ease_dislike_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.0])
     ease_max_items: int = 30000
     logistic_reg_params: list[float] = field(default_factory=lambda: [1e-5, 1e-4])
     logistic_max_iter: int = 100
@@ -77,6 +78,10 @@ class EvaluateConfig:
         for name, values in grids.items():
             if not values or min(values) < 0 or (name.endswith("_ranks") and min(values) < 1):
                 raise ConfigError(f"{name}: expected a non-empty list of non-negative values, got {values}")
+        if not self.ease_dislike_weights or not all(0 <= w <= 1 for w in self.ease_dislike_weights):
+            raise ConfigError(
+                f"ease_dislike_weights: expected a non-empty list of values in [0, 1], got {self.ease_dislike_weights}"
+            )
         positive = (
             "als_max_iter",
             "als_max_rank",

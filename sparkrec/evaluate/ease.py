@@ -1,7 +1,8 @@
 """EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019) on the driver.
 
 The model is one item x item matrix B over the movies rated in train: with
-G = X^T X the Gram matrix of the binary user x item matrix X and
+G = X^T X the Gram matrix of the user x item matrix X (1 where the user liked
+the movie, `dislike_weight` where they rated it without liking it) and
 P = (G + lambda I)^-1, B = -P / diag(P) with a zero diagonal, and a user's
 scores are their row of X times B. Each lambda costs one Cholesky inverse of
 G + lambda I (LAPACK potrf + potri, a third of an LU inverse's work): one
@@ -30,7 +31,8 @@ log = get_logger("ease")
 
 
 class Ease(Calibrated):
-    """Item-item scores from a user's rated-in-train movies; a movie without train ratings scores 0."""
+    """Item-item scores from a user's rated-in-train movies (a disliked one counts `dislike_weight`);
+    a movie without train ratings scores 0."""
 
     name = "ease"
 
@@ -40,13 +42,15 @@ class Ease(Calibrated):
         history: scipy.sparse.csr_matrix,
         weights: np.ndarray,
         columns: np.ndarray,
+        dislike_weight: float,
         calibration: Calibration | None = None,
         tuned: Tuned | None = None,
     ):
         super().__init__(movie_ids)
-        self.history = history  # users (by user_idx) x items, 1 where rated
+        self.history = history  # users (by user_idx) x items: 1 where liked, dislike_weight where disliked
         self.weights = weights  # items x items, B
         self.columns = columns  # per catalogue movie, its item position, -1 when it has no train rating
+        self.dislike_weight = dislike_weight
         self.calibration = calibration
         self.tuned = tuned
 
@@ -58,8 +62,9 @@ class Ease(Calibrated):
         (the evaluation's held-out users) is scored from their history like any other."""
         items = self.columns[block.watched_cols]
         known = items >= 0
+        values = signal(block.watched_liked[known], self.dislike_weight)
         rows = scipy.sparse.csr_matrix(
-            (np.ones(int(known.sum()), dtype=np.float32), (block.watched_rows[known], items[known])),
+            (values, (block.watched_rows[known], items[known])),
             shape=(len(block.user_idx), self.weights.shape[0]),
         )
         keys = self._catalogue_scores(np.asarray(rows @ self.weights))
@@ -108,15 +113,20 @@ def _mirror(matrix: np.ndarray, lower: bool, block: int = 2048) -> None:
             square[...] = np.triu(square) + np.triu(square, 1).T
 
 
-class Matrix:
-    """The binary user x item matrix of some rated pairs, over the movies among them."""
+def signal(liked: np.ndarray, dislike_weight: float) -> np.ndarray:
+    """A rating's cell in X: 1 for a liked movie, `dislike_weight` for one rated but not liked."""
+    return np.where(liked, np.float32(1.0), np.float32(dislike_weight)).astype(np.float32)
 
-    def __init__(self, pairs: pd.DataFrame, users: int):
+
+class Matrix:
+    """The user x item matrix of some rated pairs (`signal` of their like labels), over the movies among them."""
+
+    def __init__(self, pairs: pd.DataFrame, users: int, dislike_weight: float):
         self.items = np.unique(pairs[C.MOVIE_IDX].to_numpy())
         position = np.searchsorted(self.items, pairs[C.MOVIE_IDX].to_numpy())
-        ones = np.ones(len(pairs), dtype=np.float32)
+        values = signal(pairs[C.LIKE].to_numpy() == 1, dislike_weight)
         self.history = scipy.sparse.csr_matrix(
-            (ones, (pairs[C.USER_IDX].to_numpy(), position)), shape=(users, len(self.items))
+            (values, (pairs[C.USER_IDX].to_numpy(), position)), shape=(users, len(self.items))
         )
 
     def gram(self) -> np.ndarray:
@@ -130,7 +140,7 @@ class Matrix:
 
 
 def _pairs(frame: DataFrame) -> pd.DataFrame:
-    return frame.select(C.USER_IDX, C.MOVIE_IDX).toPandas()
+    return frame.select(C.USER_IDX, C.MOVIE_IDX, C.LIKE).toPandas()
 
 
 def fit_ease(
@@ -139,34 +149,52 @@ def fit_ease(
     vocab_sizes: dict[str, int],
     carve_out: RankingCarveOut,
     lambdas: list[float],
+    dislike_weights: list[float],
     max_items: int,
     widen: int,
 ) -> Ease:
-    """Search lambda by NDCG on the carve-out, calibrate there, refit on all of train.
+    """Search lambda and the disliked cells' weight by NDCG on the carve-out, calibrate there, refit on all
+    of train.
 
     Raises Skipped, with the reason, when train rates more than `max_items` movies.
     """
-    everything = Matrix(_pairs(train), vocab_sizes["user"])
-    if len(everything.items) > max_items:
+    pairs, users = _pairs(train), vocab_sizes["user"]
+    items = len(np.unique(pairs[C.MOVIE_IDX].to_numpy()))
+    if items > max_items:
         reason = (
-            f"train rates {len(everything.items):,} movies, above ease_max_items={max_items:,} "
-            f"(the Gram matrix alone would take {len(everything.items) ** 2 * 4 / 2**30:.1f} GiB)"
+            f"train rates {items:,} movies, above ease_max_items={max_items:,} "
+            f"(the Gram matrix alone would take {items**2 * 4 / 2**30:.1f} GiB)"
         )
         log.warning("ease skipped: %s", reason)
         raise Skipped(reason)
     movie_ids = catalogue[C.MOVIE_ID].to_numpy()
-    part = Matrix(_pairs(carve_out.fit), vocab_sizes["user"])
-    gram = part.gram()
+    fit_pairs = _pairs(carve_out.fit)
+    # The grid runs weight by weight (the first axis varies slowest): one Gram matrix at a time.
+    current: dict[float, tuple[Matrix, np.ndarray]] = {}
+
+    def fit(setting: dict) -> Ease:
+        weight = setting["dislike_weight"]
+        if weight not in current:
+            current.clear()
+            part = Matrix(fit_pairs, users, weight)
+            current[weight] = (part, part.gram())
+        part, gram = current[weight]
+        return Ease(movie_ids, part.history, weights(gram, setting["lambda"]), part.columns(catalogue), weight)
+
     tuned = search(
         "ease",
-        {"lambda": lambdas},
-        lambda s: Ease(movie_ids, part.history, weights(gram, s["lambda"]), part.columns(catalogue)),
+        {"dislike_weight": dislike_weights, "lambda": lambdas},
+        fit,
         carve_out.ndcg,
         carve_out.measure,
         maximize=True,
         widen=widen,
+        limits={"dislike_weight": 1.0},
     )
     calibration = calibrate(tuned.model, carve_out)
-    tuned.model = gram = None  # free the fit part's matrices before building the final ones
+    tuned.model = None  # free the fit part's matrices before building the final ones
+    current.clear()
+    weight = tuned.setting["dislike_weight"]
+    everything = Matrix(pairs, users, weight)
     final = weights(everything.gram(), tuned.setting["lambda"])
-    return Ease(movie_ids, everything.history, final, everything.columns(catalogue), calibration, tuned)
+    return Ease(movie_ids, everything.history, final, everything.columns(catalogue), weight, calibration, tuned)

@@ -123,6 +123,7 @@ def fit_baseline(
             data.vocab_sizes,
             carve_out,
             config.ease_lambdas,
+            config.ease_dislike_weights,
             config.ease_max_items,
             config.widen_steps,
         )

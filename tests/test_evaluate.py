@@ -103,7 +103,7 @@ QUICK = {
     "als_implicit_search_iter": "5",
     "als_implicit_max_iter": "5",
     "ease_lambdas": "300",
-    "ease_dislike_weights": "1.0,0.5",
+    "ease_dislike_weights": "0.5",
     "logistic_reg_params": "0.001",
     "logistic_max_iter": "15",
 }
@@ -155,7 +155,7 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
     assert document["skipped"] == {}
     for name, setting in (
         ("als_implicit", {"rank": 8, "reg_param": 0.1, "alpha": 1.0}),
-        ("ease", {"lambda": 300.0}),
+        ("ease", {"dislike_weight": 0.5, "lambda": 300.0}),
         ("als", {"rank": 5, "reg_param": 0.1}),
         ("logistic", {"reg_param": 0.001}),
     ):

@@ -131,7 +131,8 @@ def ease(mode: str, rng: np.random.Generator):
     if mode == "nan":
         weights[:, NAN_COLUMN] = np.nan
     columns = np.append(np.arange(items), -1)
-    return Ease(MOVIE_IDS, scipy.sparse.csr_matrix((USER_COUNT, items)), weights.astype(np.float32), columns)
+    history = scipy.sparse.csr_matrix((USER_COUNT, items))
+    return Ease(MOVIE_IDS, history, weights.astype(np.float32), columns, dislike_weight=0.5)
 
 
 def logistic(mode: str, rng: np.random.Generator):

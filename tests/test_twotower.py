@@ -417,6 +417,11 @@ def test_held_out_users_are_ranked_from_their_histories(half_sample, tmp_path):
             "baselines=ease,popular",
             "--set",
             "held_out_users=200",
+            # One EASE setting: this test is about the held-out users, not EASE's search.
+            "--set",
+            "ease_lambdas=300",
+            "--set",
+            "ease_dislike_weights=0.5",
         ]
     )
     held = document["split"]["held_out"]

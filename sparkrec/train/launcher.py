@@ -23,6 +23,7 @@ Nothing here imports TensorFlow: the tasks run in Spark's Python workers.
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import json
 import os
@@ -33,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +53,8 @@ _FAILURE = re.compile(r"sparkrec worker (\d+) of (\d+): ([^\n]*)")
 # A Python exception's line, its class's module path dropped: what a worker's output says last of its error.
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b.*)$")
 MAX_REASON = 300
+# How long a task waits for the rest of an exited worker's output (held open by a process it left).
+COPY_SECONDS = 10
 # What each barrier task runs, after its Python interpreter and before the spec.
 REPLICA = ("-m", "sparkrec.train.replica")
 
@@ -171,7 +175,8 @@ def _task(spec: str, replica: list[str], timeout: int):
 
 
 def run_worker(command: list[str], environ: dict[str, str], timeout: float) -> str | None:
-    """Run one worker to its end; its output goes to the executor's stderr. Returns why it failed, or None.
+    """Run one worker to its end, its output copied to the executor's stderr as it comes (the
+    executor's log: docs/cluster.md). Returns why it failed, or None.
 
     The worker says it has joined the others by writing to the pipe named by JOINED_VARIABLE; one
     that has neither joined nor exited `timeout` seconds after it started is killed (SIGKILL) and
@@ -182,13 +187,15 @@ def run_worker(command: list[str], environ: dict[str, str], timeout: float) -> s
             process = subprocess.Popen(
                 command,
                 env={**environ, JOINED_VARIABLE: str(joined_write)},
-                stdout=output,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 pass_fds=(joined_write,),
                 preexec_fn=_die_with_parent,
             )
         finally:
             os.close(joined_write)  # the worker's copy is the only one left: its exit ends the pipe
+        copier = threading.Thread(target=_copy, args=(process.stdout, output), daemon=True)
+        copier.start()
         try:
             joined = _await_join(joined_read, process, timeout)
         finally:
@@ -196,9 +203,8 @@ def run_worker(command: list[str], environ: dict[str, str], timeout: float) -> s
         if not joined:
             process.kill()
         code = process.wait()
-        output.seek(0)
-        text = output.read().decode(errors="replace")
-    sys.stderr.write(text)
+        copier.join(COPY_SECONDS)
+        text = os.pread(output.fileno(), os.fstat(output.fileno()).st_size, 0).decode(errors="replace")
     if not joined:
         return f"not joined after {timeout:g} s (worker_timeout), killed; its last output: {last_words(text)}"
     if code < 0:  # its output stops wherever the signal found it: no reason in it
@@ -206,6 +212,17 @@ def run_worker(command: list[str], environ: dict[str, str], timeout: float) -> s
     if code > 0:
         return f"exit status {code}: {last_words(text)}"
     return None
+
+
+def _copy(source, output) -> None:
+    """A worker's output, as it comes, to this task's stderr and to `output`, until the worker closes it."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for chunk in iter(lambda: source.read1(1 << 16), b""):
+        output.write(chunk)
+        output.flush()
+        sys.stderr.write(decoder.decode(chunk))
+        sys.stderr.flush()
+    source.close()
 
 
 def _await_join(pipe: int, process: subprocess.Popen, timeout: float) -> bool:

@@ -1,6 +1,11 @@
-"""Data-parallel training (`--set workers=N`): the pure pieces, the loss scaling, then the job on a cluster.
+"""Data-parallel training (`--set workers=N`): the pure pieces, the loss scaling, the barrier stage
+with a stand-in worker, then the job on a cluster.
 
 Two replicas of the two-tower Trainer on half a batch each must step as one on the whole batch.
+
+The stand-in tests run launcher.train's barrier stage on the test session's local[2] with a small
+program in the worker's place: workers that join and exit end the stage; a worker that never
+joins is killed after worker_timeout and named in one line, leaving no process behind.
 
 The cluster test runs jobs/train.py with workers=2 on `local-cluster[2,1,2048]` (two executor
 JVMs of one core) through sparkrec-submit: a worker killed mid-run with no stage retries left

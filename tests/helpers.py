@@ -1,4 +1,4 @@
-"""What tests share beyond fixtures (paths, job loaders, literal frames, tree digests), imported by name."""
+"""What tests share beyond fixtures (paths, job loaders and runners, literal frames, tree digests), imported by name."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -106,3 +108,10 @@ def load_script(path: str, name: str):
 def load_job(name: str):
     """Import jobs/<name>.py as a module, so tests drive the real entry points."""
     return load_script(f"jobs/{name}.py", f"jobs_{name}")
+
+
+def run_job(name: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None):
+    """Run jobs/<name>.py ARGS as a fresh process of this interpreter (environment `env`, or this
+    process's), its stdout and stderr captured as text. Returns the CompletedProcess, unchecked."""
+    command = [sys.executable, str(ROOT / "jobs" / f"{name}.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)

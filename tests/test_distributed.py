@@ -1,6 +1,11 @@
-"""Data-parallel training (`--set workers=N`): the pure pieces, the loss scaling, then the job on a cluster.
+"""Data-parallel training (`--set workers=N`): the pure pieces, the loss scaling, the barrier stage
+with a stand-in worker, then the job on a cluster.
 
 Two replicas of the two-tower Trainer on half a batch each must step as one on the whole batch.
+
+The stand-in tests run launcher.train's barrier stage on the test session's local[2] with a small
+program in the worker's place: workers that join and exit end the stage; a worker that never
+joins is killed after worker_timeout and named in one line, leaving no process behind.
 
 The cluster test runs jobs/train.py with workers=2 on `local-cluster[2,1,2048]` (two executor
 JVMs of one core) through sparkrec-submit: a worker killed mid-run with no stage retries left
@@ -17,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +31,7 @@ import pytest
 
 from sparkrec.core.config import ConfigError, load_config
 from sparkrec.models import saved
+from sparkrec.train import launcher
 from sparkrec.train.config import TrainConfig
 from sparkrec.train.history import Histories, example_count, fold_examples, global_batches
 from sparkrec.train.launcher import last_words, reason, spark_settings, tf_config
@@ -175,6 +182,93 @@ def test_a_workers_last_words_are_its_last_exception():
     assert last_words("Epoch 1/2\n25/25 - 3s\n") == "25/25 - 3s"
     assert last_words("") == "no output"
     assert len(last_words("ValueError: " + "x" * 1000)) == 300
+
+
+# --- the barrier stage with a stand-in for the worker ---------------------------------
+
+# In each barrier task's place of `python -m sparkrec.train.replica SPEC`: adds its pid to a file
+# in the staging directory (one line per stage attempt), then joins (writes to the launcher's
+# pipe) and exits, the chief writing metrics.json, or, as the worker named by HANG, never joins
+# and sleeps.
+STAND_IN = """
+import json, os, sys, time
+spec = json.loads(sys.argv[1])
+index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+with open(os.path.join(spec["staging"], f"worker{index}.pids"), "a") as out:
+    out.write(f"{os.getpid()}\\n")
+if index == HANG:
+    print("stand-in worker", index, "set-up never ends", flush=True)
+    time.sleep(3600)
+os.write(int(os.environ["SPARKREC_WORKER_JOINED_FD"]), b"1")
+if index == 0:
+    with open(os.path.join(spec["staging"], "metrics.json"), "w") as out:
+        json.dump({"workers": len(json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"])}, out)
+"""
+TIMEOUT = 5  # worker_timeout of the stand-in runs
+STAGE_SECONDS = 120  # a run with a hung worker must end well within this
+
+
+def stand_in_run(spark, tmp_path: Path, hang: int) -> tuple[float, dict | Exception]:
+    """launcher.train on the test session's local[2] with 2 stand-in workers: (seconds, metrics or the error).
+
+    In a thread, so that a launcher which never ends fails the test: its job is then cancelled,
+    which kills the tasks and their workers."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    config = load_config(TrainConfig, None, {"workers": 2, "worker_timeout": TIMEOUT})
+    replica = ("-c", STAND_IN.replace("HANG", str(hang)))
+    result: list = []
+
+    def run():
+        try:
+            result.append(launcher.train(spark, tmp_path, config, staging, tmp_path / "backup", [], False, replica))
+        except Exception as exc:  # what the test checks
+            result.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(STAGE_SECONDS)
+    if thread.is_alive():
+        spark.sparkContext.cancelAllJobs()
+        thread.join(60)
+        raise AssertionError(f"launcher.train still running after {STAGE_SECONDS}s with worker {hang} hung")
+    return time.monotonic() - started, result[0]
+
+
+def running(tmp_path: Path) -> list[int]:
+    """Processes whose command line names `tmp_path`: every stand-in worker's does (its spec)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(tmp_path).encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_workers_that_join_and_exit_run_the_stage_to_its_end(spark, tmp_path):
+    seconds, document = stand_in_run(spark, tmp_path, hang=-1)
+    assert document == {"workers": 2}, document
+    assert sorted(p.name for p in (tmp_path / "staging").iterdir()) == ["metrics.json", "worker0.pids", "worker1.pids"]
+    assert running(tmp_path) == []
+
+
+def test_a_worker_that_never_joins_is_killed_after_worker_timeout_and_named_in_one_line(spark, tmp_path):
+    seconds, error = stand_in_run(spark, tmp_path, hang=1)
+    assert isinstance(error, launcher.WorkerError), error
+    assert str(error) == (
+        f"worker 1 of 2 failed: not joined after {TIMEOUT} s (worker_timeout), killed; "
+        "its last output: stand-in worker 1 set-up never ends"
+    )
+    # Spark retries the failed stage (spark.stage.maxConsecutiveAttempts: 4 in the test session).
+    hung = [int(pid) for pid in (tmp_path / "staging" / "worker1.pids").read_text().split()]
+    assert 1 <= len(hung) <= 4
+    assert len(hung) * TIMEOUT <= seconds < STAGE_SECONDS
+    alive = [pid for pid in hung if Path(f"/proc/{pid}").exists()]
+    assert alive == [], "every attempt's hung worker is killed and reaped"
+    assert running(tmp_path) == [], "no worker outlives the stage"
 
 
 # --- the job on a cluster ------------------------------------------------------------

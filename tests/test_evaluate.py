@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ from sparkrec.score.config import ScoreError
 from sparkrec.score.planning import read_tables
 from sparkrec.score.scorers import Block, top_k_lists
 
-from helpers import ROOT, TINY_TRAIN, emptied_copy, load_job, tree_digest
+from helpers import TINY_TRAIN, emptied_copy, load_job, run_job, tree_digest
 
 # One user's list [1, 2, 3, 4, 5] against liked movies {2, 4, 9}: hits at positions 2 and 4.
 RANKED = np.array([1, 2, 3, 4, 5])
@@ -517,18 +515,7 @@ def test_an_empty_split_is_named(evaluate_job, prepared_small, small_model, tmp_
     ],
 )
 def test_bad_settings_fail_before_spark_with_one_line(tmp_path, setting, message):
-    command = [
-        sys.executable,
-        str(ROOT / "jobs" / "evaluate.py"),
-        "--data",
-        str(tmp_path),
-        "--model",
-        str(tmp_path),
-        "--output",
-        str(tmp_path / "out"),
-        "--set",
-        setting,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    arguments = ["--data", str(tmp_path), "--model", str(tmp_path), "--output", str(tmp_path / "out")]
+    result = run_job("evaluate", *arguments, "--set", setting, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == message

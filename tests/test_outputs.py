@@ -22,7 +22,7 @@ import pytest
 from sparkrec.core import outputs
 from sparkrec.core.outputs import OutputError, staged_output
 
-from helpers import ROOT, load_job, tree_digest
+from helpers import ROOT, load_job, run_job, tree_digest
 
 
 def user_files(directory: Path) -> Path:
@@ -393,15 +393,9 @@ def test_every_job_refuses_before_any_work_and_touches_nothing(spark, world, job
 @pytest.mark.parametrize("job", list(JOB_ARGS))
 def test_every_job_exits_with_one_line_and_code_1_on_a_refused_output(world, job):
     before = tree_digest(world.parent)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "jobs" / f"{job}.py"),
-            *JOB_ARGS[job](str(world / "data"), str(world / "model"), str(world / "mine")),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_job(
+        job,
+        *JOB_ARGS[job](str(world / "data"), str(world / "model"), str(world / "mine")),
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 1

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +15,7 @@ from sparkrec.core.config import ConfigError
 from sparkrec.prepare.movielens import InputError
 from sparkrec.prepare.validation import TooManyBadRows
 
-from helpers import tree_digest
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import run_job, tree_digest
 
 
 def manifest(path: Path) -> dict:
@@ -304,19 +300,7 @@ def test_same_sample_split_and_vocab_whatever_the_partitioning(spark, prepare_jo
 @pytest.mark.slow
 def test_job_exits_nonzero_with_one_line_reason(ml_small_copy, tmp_path):
     (ml_small_copy / "ratings.csv").unlink()
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "jobs" / "prepare.py"),
-            "--input",
-            str(ml_small_copy),
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_job("prepare", "--input", str(ml_small_copy), "--output", str(tmp_path / "out"))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"prepare: {ml_small_copy}/ratings.csv: required file missing (grouplens layout)"

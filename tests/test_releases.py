@@ -4,8 +4,6 @@ same data in two layouts prepared to the same splits."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +20,7 @@ from sparkrec.synthetic import generator as synthetic
 from sparkrec.synthetic.catalogue import make_catalogue
 from sparkrec.synthetic.shape import LAYOUTS, settings
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import run_job
 
 # As GroupLens ships it, blank last line included.
 U_GENRE = (
@@ -485,19 +483,7 @@ def test_generated_10m_and_20m_prepare_to_the_same_splits(spark, prepare_job, tm
 @pytest.mark.slow
 def test_job_names_what_it_looked_for_in_one_line(tmp_path):
     directory = write(tmp_path / "downloads", {"notes.txt": "not movielens\n"})
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "jobs" / "prepare.py"),
-            "--input",
-            str(directory),
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_job("prepare", "--input", str(directory), "--output", str(tmp_path / "out"))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "prepare: " + NO_RELEASE.format(dir=directory)
     assert not (tmp_path / "out").exists()

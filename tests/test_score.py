@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +24,8 @@ from sparkrec.score.keras_io import catalogue_inputs, load_keras_model, output_f
 from sparkrec.score.kernels import kernel_for
 from sparkrec.score.scorers import FastScorer, recommend_batch
 
-from helpers import emptied_copy, load_job, tree_digest
+from helpers import emptied_copy, load_job, run_job, tree_digest
 
-ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
 
 
@@ -462,22 +459,7 @@ def test_no_user_to_score_is_named(score_job, prepared_small, tmp_path):
 
 @pytest.mark.parametrize("k", ["0", "-3"])
 def test_k_must_be_positive_and_the_job_says_so_in_one_line(tmp_path, k):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "jobs" / "score.py"),
-            "--data",
-            str(tmp_path),
-            "--model",
-            str(tmp_path),
-            "--output",
-            str(tmp_path / "out"),
-            "--set",
-            f"top_k={k}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    arguments = ["--data", str(tmp_path), "--model", str(tmp_path), "--output", str(tmp_path / "out")]
+    result = run_job("score", *arguments, "--set", f"top_k={k}", timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"score: top_k: expected a positive integer, got {k}"]

@@ -10,7 +10,9 @@ must be created before TensorFlow's runtime starts, and Spark reuses Python work
 with the task that started it (a killed task kills its worker).
 
 Failure: a worker that exits non-zero (killed, or its collectives timed out after
-`worker_timeout` seconds without a peer) fails its task, which fails the barrier stage as a whole:
+`worker_timeout` seconds without a peer), or that has not joined the others `worker_timeout`
+seconds after it started (it writes one byte to a pipe once its strategy is created; the task
+kills it otherwise), fails its task, which fails the barrier stage as a whole:
 Spark kills the other tasks (and so their workers) and retries the stage up to
 spark.stage.maxConsecutiveAttempts times; each attempt resumes from the shared backup. When
 retries run out the job exits with one line naming the worker and why it stopped (its signal, or
@@ -21,15 +23,19 @@ Nothing here imports TensorFlow: the tasks run in Spark's Python workers.
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from pyspark import BarrierTaskContext
@@ -38,7 +44,7 @@ from pyspark.sql import SparkSession
 from sparkrec.core.config import to_dict
 from sparkrec.core.errors import SparkrecError
 from sparkrec.train.config import TrainConfig
-from sparkrec.train.replica import CPUS_VARIABLE
+from sparkrec.train.replica import CPUS_VARIABLE, JOINED_VARIABLE
 
 # How often Spark checks for the barrier stage's free slots (its default is 15 s): executors that
 # register a few seconds late delay the start by that much.
@@ -47,6 +53,10 @@ _FAILURE = re.compile(r"sparkrec worker (\d+) of (\d+): ([^\n]*)")
 # A Python exception's line, its class's module path dropped: what a worker's output says last of its error.
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b.*)$")
 MAX_REASON = 300
+# How long a task waits for the rest of an exited worker's output (held open by a process it left).
+COPY_SECONDS = 10
+# What each barrier task runs, after its Python interpreter and before the spec.
+REPLICA = ("-m", "sparkrec.train.replica")
 
 
 class WorkerError(SparkrecError):
@@ -109,9 +119,18 @@ def reason(message: str, workers: int) -> str:
 
 
 def train(
-    spark: SparkSession, data: Path, config: TrainConfig, staging: Path, backup: Path, command: list[str], verbose: bool
+    spark: SparkSession,
+    data: Path,
+    config: TrainConfig,
+    staging: Path,
+    backup: Path,
+    command: list[str],
+    verbose: bool,
+    replica: tuple[str, ...] = REPLICA,
 ) -> dict:
-    """Train on `config.workers` barrier tasks; the chief writes the model into `staging`. Returns metrics.json."""
+    """Train on `config.workers` barrier tasks; the chief writes the model into `staging`. Returns metrics.json.
+
+    Each task runs `python *replica SPEC` (tests give another program in its place)."""
     spec = json.dumps(
         {
             "data": str(data.resolve()),
@@ -123,7 +142,8 @@ def train(
         }
     )
     workers = config.workers
-    stage = spark.sparkContext.parallelize(range(workers), workers).barrier().mapPartitions(_task(spec))
+    run = _task(spec, list(replica), config.worker_timeout)
+    stage = spark.sparkContext.parallelize(range(workers), workers).barrier().mapPartitions(run)
     try:
         # Spark never retries a barrier stage whose tasks return their results to the driver (a
         # ResultStage: some results may be in already); through a shuffle it is a map stage, which it does.
@@ -133,7 +153,7 @@ def train(
     return json.loads((staging / "metrics.json").read_text())
 
 
-def _task(spec: str):
+def _task(spec: str, replica: list[str], timeout: int):
     def run(_):
         context = BarrierTaskContext.get()
         index = context.partitionId()
@@ -146,33 +166,79 @@ def _task(spec: str):
             # What this task imports from (--py-files reach its sys.path only), the worker imports from.
             "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),
         }
-        code, last = _run_worker(spec, environ)
-        if code < 0:  # its output stops wherever the signal found it: no reason in it
-            raise RuntimeError(
-                failure(index, len(addresses), f"killed by signal {-code} ({signal.Signals(-code).name})")
-            )
-        if code > 0:
-            raise RuntimeError(failure(index, len(addresses), f"exit status {code}: {last}"))
+        problem = run_worker([sys.executable, *replica, spec], environ, timeout)
+        if problem:
+            raise RuntimeError(failure(index, len(addresses), problem))
         yield index
 
     return run
 
 
-def _run_worker(spec: str, environ: dict[str, str]) -> tuple[int, str]:
-    """Run one worker to its end; its output goes to the executor's stderr. Returns (exit code, last words)."""
+def run_worker(command: list[str], environ: dict[str, str], timeout: float) -> str | None:
+    """Run one worker to its end, its output copied to the executor's stderr as it comes (the
+    executor's log: docs/cluster.md). Returns why it failed, or None.
+
+    The worker says it has joined the others by writing to the pipe named by JOINED_VARIABLE; one
+    that has neither joined nor exited `timeout` seconds after it started is killed (SIGKILL) and
+    reaped. Once joined, its collectives time out by themselves (sparkrec.train.replica)."""
+    joined_read, joined_write = os.pipe()
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sparkrec.train.replica", spec],
-            env=environ,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
+        try:
+            process = subprocess.Popen(
+                command,
+                env={**environ, JOINED_VARIABLE: str(joined_write)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(joined_write,),
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            os.close(joined_write)  # the worker's copy is the only one left: its exit ends the pipe
+        copier = threading.Thread(target=_copy, args=(process.stdout, output), daemon=True)
+        copier.start()
+        try:
+            joined = _await_join(joined_read, process, timeout)
+        finally:
+            os.close(joined_read)
+        if not joined:
+            process.kill()
         code = process.wait()
-        output.seek(0)
-        text = output.read().decode(errors="replace")
-    sys.stderr.write(text)
-    return code, last_words(text)
+        copier.join(COPY_SECONDS)
+        text = os.pread(output.fileno(), os.fstat(output.fileno()).st_size, 0).decode(errors="replace")
+    if not joined:
+        return f"not joined after {timeout:g} s (worker_timeout), killed; its last output: {last_words(text)}"
+    if code < 0:  # its output stops wherever the signal found it: no reason in it
+        return f"killed by signal {-code} ({signal.Signals(-code).name})"
+    if code > 0:
+        return f"exit status {code}: {last_words(text)}"
+    return None
+
+
+def _copy(source, output) -> None:
+    """A worker's output, as it comes, to this task's stderr and to `output`, until the worker closes it."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for chunk in iter(lambda: source.read1(1 << 16), b""):
+        output.write(chunk)
+        output.flush()
+        sys.stderr.write(decoder.decode(chunk))
+        sys.stderr.flush()
+    source.close()
+
+
+def _await_join(pipe: int, process: subprocess.Popen, timeout: float) -> bool:
+    """Whether the worker joined, or exited (either closes the pipe), within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([pipe], [], [], left)[0]:
+            if os.read(pipe, 1):
+                return True
+            # The pipe closed without a word: the worker exited, or closed it and runs on.
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+    return False
 
 
 def _die_with_parent() -> None:

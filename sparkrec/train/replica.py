@@ -28,6 +28,9 @@ from sparkrec.train.config import TrainConfig
 # The launcher gives each worker the task's CPUs (spark.task.cpus): TensorFlow's default thread
 # pools take every core of the machine, which N workers on one machine would oversubscribe.
 CPUS_VARIABLE = "SPARKREC_WORKER_CPUS"
+# The write end of a pipe (a file descriptor): one byte on it tells the launcher this worker has
+# joined the others, which it must do within worker_timeout seconds of its start or be killed.
+JOINED_VARIABLE = "SPARKREC_WORKER_JOINED_FD"
 log = get_logger("train")
 
 
@@ -50,6 +53,7 @@ def main(argv: list[str]) -> None:
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     stages.configure_runtime(config)
     replica = Replica(index, count, strategy)
+    _say_joined()
     log.info("worker %d of %d (pid %d) joined %s", index, count, os.getpid(), ", ".join(cluster["cluster"]["worker"]))
     prepared = stages.extract(spec["data"])
     backup = Path(spec["backup"])
@@ -64,6 +68,14 @@ def main(argv: list[str]) -> None:
         if replica.index == 0:
             stages.load(trained, prepared, staging, spec["command"])
     log.info("worker %d of %d done", index, count)
+
+
+def _say_joined() -> None:
+    """Tell the launcher this worker has joined the others: from here on its collectives time out by themselves."""
+    descriptor = os.environ.pop(JOINED_VARIABLE, None)
+    if descriptor:
+        os.write(int(descriptor), b"1")
+        os.close(int(descriptor))
 
 
 def _scratch_backup(shared: Path, scratch: Path) -> Path:

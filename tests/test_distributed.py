@@ -5,7 +5,8 @@ Two replicas of the two-tower Trainer on half a batch each must step as one on t
 
 The stand-in tests run launcher.train's barrier stage on the test session's local[2] with a small
 program in the worker's place: workers that join and exit end the stage; a worker that never
-joins is killed after worker_timeout and named in one line, leaving no process behind.
+joins, or stops reporting progress after joining, is killed after worker_timeout and named in one
+line, leaving no process behind.
 
 The cluster test runs jobs/train.py with workers=2 on `local-cluster[2,1,2048]` (two executor
 JVMs of one core) through sparkrec-submit: a worker killed mid-run with no stage retries left
@@ -188,18 +189,21 @@ def test_a_workers_last_words_are_its_last_exception():
 
 # In each barrier task's place of `python -m sparkrec.train.replica SPEC`: adds its pid to a file
 # in the staging directory (one line per stage attempt), then joins (writes to the launcher's
-# pipe) and exits, the chief writing metrics.json, or, as the worker named by HANG, never joins
-# and sleeps.
+# pipe), reports progress for STEPS steps of 0.1 s and exits, the chief writing metrics.json; the
+# worker named by HANG sleeps instead of joining (STEPS = 0) or after its steps.
 STAND_IN = """
 import json, os, sys, time
 spec = json.loads(sys.argv[1])
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 with open(os.path.join(spec["staging"], f"worker{index}.pids"), "a") as out:
     out.write(f"{os.getpid()}\\n")
+progress = int(os.environ["SPARKREC_WORKER_PROGRESS_FD"])
+for step in range(STEPS):
+    os.write(progress, b".")
+    time.sleep(0.1)
 if index == HANG:
-    print("stand-in worker", index, "set-up never ends", flush=True)
+    print("stand-in worker", index, "stuck after", STEPS, "steps", flush=True)
     time.sleep(3600)
-os.write(int(os.environ["SPARKREC_WORKER_JOINED_FD"]), b"1")
 if index == 0:
     with open(os.path.join(spec["staging"], "metrics.json"), "w") as out:
         json.dump({"workers": len(json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"])}, out)
@@ -208,7 +212,7 @@ TIMEOUT = 5  # worker_timeout of the stand-in runs
 STAGE_SECONDS = 120  # a run with a hung worker must end well within this
 
 
-def stand_in_run(spark, tmp_path: Path, hang: int) -> tuple[float, dict | Exception]:
+def stand_in_run(spark, tmp_path: Path, hang: int, steps: int = 3) -> tuple[float, dict | Exception]:
     """launcher.train on the test session's local[2] with 2 stand-in workers: (seconds, metrics or the error).
 
     In a thread, so that a launcher which never ends fails the test: its job is then cancelled,
@@ -216,7 +220,7 @@ def stand_in_run(spark, tmp_path: Path, hang: int) -> tuple[float, dict | Except
     staging = tmp_path / "staging"
     staging.mkdir()
     config = load_config(TrainConfig, None, {"workers": 2, "worker_timeout": TIMEOUT})
-    replica = ("-c", STAND_IN.replace("HANG", str(hang)))
+    replica = ("-c", STAND_IN.replace("HANG", str(hang)).replace("STEPS", str(steps)))
     result: list = []
 
     def run():
@@ -255,12 +259,16 @@ def test_workers_that_join_and_exit_run_the_stage_to_its_end(spark, tmp_path):
     assert running(tmp_path) == []
 
 
-def test_a_worker_that_never_joins_is_killed_after_worker_timeout_and_named_in_one_line(spark, tmp_path):
-    seconds, error = stand_in_run(spark, tmp_path, hang=1)
+@pytest.mark.parametrize(
+    "steps, stalled", [(0, "not joined after"), (70, "no progress for")], ids=["never-joins", "stops-after-joining"]
+)
+def test_a_silent_worker_is_killed_after_worker_timeout_and_named_in_one_line(spark, tmp_path, steps, stalled):
+    # 70 steps of 0.1 s report progress for 7 s, longer than TIMEOUT: the watch restarts at each word.
+    seconds, error = stand_in_run(spark, tmp_path, hang=1, steps=steps)
     assert isinstance(error, launcher.WorkerError), error
     assert str(error) == (
-        f"worker 1 of 2 failed: not joined after {TIMEOUT} s (worker_timeout), killed; "
-        "its last output: stand-in worker 1 set-up never ends"
+        f"worker 1 of 2 failed: {stalled} {TIMEOUT} s (worker_timeout), killed; "
+        f"its last output: stand-in worker 1 stuck after {steps} steps"
     )
     # Spark retries the failed stage (spark.stage.maxConsecutiveAttempts: 4 in the test session).
     hung = [int(pid) for pid in (tmp_path / "staging" / "worker1.pids").read_text().split()]

@@ -58,6 +58,8 @@ class Replica:
     index: int = 0
     count: int = 1
     strategy: tf.distribute.Strategy | None = None
+    # Called as training steps and epochs end: the launcher kills a worker that stops calling it.
+    progress: Callable[[], None] | None = None
 
     def scope(self):
         """Where the model and its optimizer must be built: their variables are mirrored on every worker."""
@@ -65,12 +67,19 @@ class Replica:
 
     def distribute(self, fitting: Fitting) -> Fitting:
         """`fitting` with each worker's own batches given to the strategy as they are, neither sharded
-        nor re-batched by it: the feed already streams this worker's part of every global batch."""
+        nor re-batched by it (the feed already streams this worker's part of every global batch),
+        and `progress` called as each step and epoch ends."""
         if self.strategy is None:
             return fitting
         batches, strategy = fitting.batches, self.strategy
+        measures = fitting.measures
+        if self.progress is not None:
+            progress = keras.callbacks.LambdaCallback(on_train_batch_end=self.progress, on_epoch_end=self.progress)
+            measures = [*measures, progress]
         return dataclasses.replace(
-            fitting, batches=lambda first: strategy.distribute_datasets_from_function(lambda _: batches(first))
+            fitting,
+            batches=lambda first: strategy.distribute_datasets_from_function(lambda _: batches(first)),
+            measures=measures,
         )
 
 

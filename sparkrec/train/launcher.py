@@ -9,10 +9,10 @@ process of its own so that every stage attempt starts TensorFlow afresh (MultiWo
 must be created before TensorFlow's runtime starts, and Spark reuses Python workers), and dies
 with the task that started it (a killed task kills its worker).
 
-Failure: a worker that exits non-zero (killed, or its collectives timed out after
-`worker_timeout` seconds without a peer), or that has not joined the others `worker_timeout`
-seconds after it started (it writes one byte to a pipe once its strategy is created; the task
-kills it otherwise), fails its task, which fails the barrier stage as a whole:
+Failure: a worker that exits non-zero (killed, or failed by the strategy's heartbeats when a peer
+died), or that shows no progress for `worker_timeout` seconds (it writes to a pipe once it has
+joined the others, then as its training steps end; the task kills it otherwise), fails its task,
+which fails the barrier stage as a whole:
 Spark kills the other tasks (and so their workers) and retries the stage up to
 spark.stage.maxConsecutiveAttempts times; each attempt resumes from the shared backup. When
 retries run out the job exits with one line naming the worker and why it stopped (its signal, or
@@ -44,7 +44,7 @@ from pyspark.sql import SparkSession
 from sparkrec.core.config import to_dict
 from sparkrec.core.errors import SparkrecError
 from sparkrec.train.config import TrainConfig
-from sparkrec.train.replica import CPUS_VARIABLE, JOINED_VARIABLE
+from sparkrec.train.replica import CPUS_VARIABLE, PROGRESS_VARIABLE
 
 # How often Spark checks for the barrier stage's free slots (its default is 15 s): executors that
 # register a few seconds late delay the start by that much.
@@ -178,35 +178,36 @@ def run_worker(command: list[str], environ: dict[str, str], timeout: float) -> s
     """Run one worker to its end, its output copied to the executor's stderr as it comes (the
     executor's log: docs/cluster.md). Returns why it failed, or None.
 
-    The worker says it has joined the others by writing to the pipe named by JOINED_VARIABLE; one
-    that has neither joined nor exited `timeout` seconds after it started is killed (SIGKILL) and
-    reaped. Once joined, its collectives time out by themselves (sparkrec.train.replica)."""
-    joined_read, joined_write = os.pipe()
+    The worker writes to the pipe named by PROGRESS_VARIABLE when it has joined the others and
+    then as its steps end; one silent for `timeout` seconds (from its start, or from its last
+    word) is killed (SIGKILL) and reaped: TensorFlow's collectives never time out by themselves
+    (sparkrec.train.replica says why)."""
+    progress_read, progress_write = os.pipe()
     with tempfile.TemporaryFile() as output:
         try:
             process = subprocess.Popen(
                 command,
-                env={**environ, JOINED_VARIABLE: str(joined_write)},
+                env={**environ, PROGRESS_VARIABLE: str(progress_write)},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(joined_write,),
+                pass_fds=(progress_write,),
                 preexec_fn=_die_with_parent,
             )
         finally:
-            os.close(joined_write)  # the worker's copy is the only one left: its exit ends the pipe
+            os.close(progress_write)  # the worker's copy is the only one left: its exit ends the pipe
         copier = threading.Thread(target=_copy, args=(process.stdout, output), daemon=True)
         copier.start()
         try:
-            joined = _await_join(joined_read, process, timeout)
+            stalled = _watch(progress_read, process, timeout)
         finally:
-            os.close(joined_read)
-        if not joined:
+            os.close(progress_read)
+        if stalled:
             process.kill()
         code = process.wait()
         copier.join(COPY_SECONDS)
         text = os.pread(output.fileno(), os.fstat(output.fileno()).st_size, 0).decode(errors="replace")
-    if not joined:
-        return f"not joined after {timeout:g} s (worker_timeout), killed; its last output: {last_words(text)}"
+    if stalled:
+        return f"{stalled} {timeout:g} s (worker_timeout), killed; its last output: {last_words(text)}"
     if code < 0:  # its output stops wherever the signal found it: no reason in it
         return f"killed by signal {-code} ({signal.Signals(-code).name})"
     if code > 0:
@@ -225,20 +226,25 @@ def _copy(source, output) -> None:
     source.close()
 
 
-def _await_join(pipe: int, process: subprocess.Popen, timeout: float) -> bool:
-    """Whether the worker joined, or exited (either closes the pipe), within `timeout` seconds."""
+def _watch(pipe: int, process: subprocess.Popen, timeout: float) -> str | None:
+    """Wait for the worker to exit (which closes the pipe); if it is silent on the pipe for `timeout`
+    seconds first, say how: 'not joined after' (never wrote) or 'no progress for'."""
+    joined = False
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
-        if select.select([pipe], [], [], left)[0]:
-            if os.read(pipe, 1):
-                return True
-            # The pipe closed without a word: the worker exited, or closed it and runs on.
-            try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-                return True
-            except subprocess.TimeoutExpired:
-                return False
-    return False
+        if not select.select([pipe], [], [], left)[0]:
+            continue
+        if os.read(pipe, 4096):
+            joined = True
+            deadline = time.monotonic() + timeout
+            continue
+        # The pipe closed: the worker exited, or closed it and runs on, silent.
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return None
+        except subprocess.TimeoutExpired:
+            break
+    return "no progress for" if joined else "not joined after"
 
 
 def _die_with_parent() -> None:

@@ -14,10 +14,12 @@ resumes every worker at the same epoch.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from sparkrec.core import console
@@ -28,9 +30,10 @@ from sparkrec.train.config import TrainConfig
 # The launcher gives each worker the task's CPUs (spark.task.cpus): TensorFlow's default thread
 # pools take every core of the machine, which N workers on one machine would oversubscribe.
 CPUS_VARIABLE = "SPARKREC_WORKER_CPUS"
-# The write end of a pipe (a file descriptor): one byte on it tells the launcher this worker has
-# joined the others, which it must do within worker_timeout seconds of its start or be killed.
-JOINED_VARIABLE = "SPARKREC_WORKER_JOINED_FD"
+# The write end of a pipe (a file descriptor) to the launcher: this worker writes to it once it
+# has joined the others, then at most once a second as its training steps end. Silent for
+# worker_timeout seconds, it is killed (sparkrec.train.launcher).
+PROGRESS_VARIABLE = "SPARKREC_WORKER_PROGRESS_FD"
 log = get_logger("train")
 
 
@@ -49,11 +52,14 @@ def main(argv: list[str]) -> None:
     # Thread pools before the strategy: creating it starts TensorFlow's runtime, which fixes them.
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.worker_timeout)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    # No CommunicationOptions(timeout_seconds): with it a worker gained ~180 threads a second and
+    # died out of threads (SIGABRT) within two minutes on ML-20M-scale data (docs/cluster.md).
+    # The launcher's progress watch bounds a hang instead.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
     stages.configure_runtime(config)
-    replica = Replica(index, count, strategy)
-    _say_joined()
+    progress = Progress.of(os.environ.pop(PROGRESS_VARIABLE, None))
+    replica = Replica(index, count, strategy, progress)
+    progress()
     log.info("worker %d of %d (pid %d) joined %s", index, count, os.getpid(), ", ".join(cluster["cluster"]["worker"]))
     prepared = stages.extract(spec["data"])
     backup = Path(spec["backup"])
@@ -70,12 +76,22 @@ def main(argv: list[str]) -> None:
     log.info("worker %d of %d done", index, count)
 
 
-def _say_joined() -> None:
-    """Tell the launcher this worker has joined the others: from here on its collectives time out by themselves."""
-    descriptor = os.environ.pop(JOINED_VARIABLE, None)
-    if descriptor:
-        os.write(int(descriptor), b"1")
-        os.close(int(descriptor))
+class Progress:
+    """Tells the launcher this worker is alive and moving: a byte on its pipe, at most once a second."""
+
+    def __init__(self, descriptor: int | None):
+        self.descriptor = descriptor
+        self.last = -math.inf
+
+    @classmethod
+    def of(cls, variable: str | None) -> Progress:
+        return cls(int(variable) if variable else None)
+
+    def __call__(self, *_) -> None:
+        now = time.monotonic()
+        if self.descriptor is not None and now - self.last >= 1.0:
+            os.write(self.descriptor, b".")
+            self.last = now
 
 
 def _scratch_backup(shared: Path, scratch: Path) -> Path:

@@ -74,7 +74,10 @@ class Replica:
         batches, strategy = fitting.batches, self.strategy
         measures = fitting.measures
         if self.progress is not None:
-            progress = keras.callbacks.LambdaCallback(on_train_batch_end=self.progress, on_epoch_end=self.progress)
+            report = self.progress
+            progress = keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: report(), on_epoch_end=lambda epoch, logs: report()
+            )
             measures = [*measures, progress]
         return dataclasses.replace(
             fitting,

@@ -87,7 +87,7 @@ class Progress:
     def of(cls, variable: str | None) -> Progress:
         return cls(int(variable) if variable else None)
 
-    def __call__(self, *_) -> None:
+    def __call__(self) -> None:
         now = time.monotonic()
         if self.descriptor is not None and now - self.last >= 1.0:
             os.write(self.descriptor, b".")

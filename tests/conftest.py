@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ML_SMALL, ROOT, load_job
+from helpers import ML_SMALL, ROOT, TINY_TRAIN, load_job
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +54,15 @@ def prepared_small(spark, ml_small, prepare_job, tmp_path_factory) -> Path:
     """prepare's output on ml-latest-small: all 610 users, default seed and random split."""
     output = tmp_path_factory.mktemp("prepared") / "ml-small"
     prepare_job.main(["--input", str(ml_small), "--output", str(output), "--set", "sample_users=all"])
+    return output
+
+
+@pytest.fixture(scope="session")
+def trained(prepared_small, tmp_path_factory) -> Path:
+    """jobs/train.py with TINY_TRAIN on prepared_small, trained once for the training and evaluation
+    tests; they read it, and copy it to write into it."""
+    output = tmp_path_factory.mktemp("trained") / "model"
+    load_job("train").main(["--data", str(prepared_small), "--output", str(output), *TINY_TRAIN])
     return output
 
 

@@ -6,11 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from helpers import ML_SMALL, ROOT, TINY_TRAIN, load_job
+from helpers import ML_SMALL, ROOT, SUBMITTED_PREPARE, TINY_TRAIN, load_job
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +65,37 @@ def trained(prepared_small, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("trained") / "model"
     load_job("train").main(["--data", str(prepared_small), "--output", str(output), *TINY_TRAIN])
     return output
+
+
+@dataclass
+class Submitted:
+    output: Path
+    console: str
+
+
+@pytest.fixture(scope="session")
+def submitted_prepare(ml_small, tmp_path_factory) -> Submitted:
+    """prepare on ml-latest-small as a user runs it: sparkrec-submit from the project root, on
+    conf/spark/local.conf (local[2]). The console tests read what it printed; the cluster tests
+    compare their runs with what it wrote (a run costs about a minute of both cores)."""
+    output = tmp_path_factory.mktemp("submitted") / "prepared"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "sparkrec-submit"),
+            "jobs/prepare.py",
+            "--input",
+            str(ml_small),
+            "--output",
+            str(output),
+            *SUBMITTED_PREPARE,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Submitted(output, result.stdout + result.stderr)
 
 
 @pytest.fixture

@@ -33,12 +33,11 @@ import pytest
 
 from sparkrec.core import columns as C
 
-from helpers import ROOT, load_job
+from helpers import ROOT, SUBMITTED_PREPARE, load_job
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SPARK_HOME = Path(pyspark.__file__).parent
-JOB_ARGS = ["--set", "sample_users=100"]
 # Fits two 1-core, 1 GB workers on a 2-core machine; the profile's other settings apply as on a cluster.
 SMALL = {
     "spark.driver.memory": "1g",
@@ -221,11 +220,9 @@ def submit_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(spark, prepare_job, ml_small, tmp_path_factory) -> Path:
-    """The same job in local[2] mode (the test session's SparkSession)."""
-    output = tmp_path_factory.mktemp("local") / "out"
-    prepare_job.main(prepare_args(ml_small, output))
-    return output
+def reference(submitted_prepare) -> Path:
+    """The same job in local[2] mode (sparkrec-submit's local profile)."""
+    return submitted_prepare.output
 
 
 def submit_command(master: str, package: Path, job: str, args: list[str]) -> list[str]:
@@ -245,7 +242,7 @@ def submit_command(master: str, package: Path, job: str, args: list[str]) -> lis
 
 
 def prepare_args(ml_small: Path, output: Path) -> list[str]:
-    return ["--input", str(ml_small), "--output", str(output), *JOB_ARGS]
+    return ["--input", str(ml_small), "--output", str(output), *SUBMITTED_PREPARE]
 
 
 @pytest.fixture(scope="module")
@@ -406,6 +403,7 @@ def score_args(data: Path, model: Path, output: Path) -> list[str]:
     return ["--data", str(data), "--model", str(model), "--output", str(output)]
 
 
+@pytest.mark.usefixtures("spark")  # the local run's SparkSession
 def test_score_on_standalone_cluster_matches_local(cluster, processes, start_job, reference, model_dir, tmp_path):
 
     local, clustered = tmp_path / "local", tmp_path / "cluster"

@@ -6,11 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from helpers import ML_SMALL, ROOT, load_job
+from helpers import ML_SMALL, ROOT, SUBMITTED_PREPARE, TINY_TRAIN, load_job
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +56,46 @@ def prepared_small(spark, ml_small, prepare_job, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("prepared") / "ml-small"
     prepare_job.main(["--input", str(ml_small), "--output", str(output), "--set", "sample_users=all"])
     return output
+
+
+@pytest.fixture(scope="session")
+def trained(prepared_small, tmp_path_factory) -> Path:
+    """jobs/train.py with TINY_TRAIN on prepared_small, trained once for the training and evaluation
+    tests; they read it, and copy it to write into it."""
+    output = tmp_path_factory.mktemp("trained") / "model"
+    load_job("train").main(["--data", str(prepared_small), "--output", str(output), *TINY_TRAIN])
+    return output
+
+
+@dataclass
+class Submitted:
+    output: Path
+    console: str
+
+
+@pytest.fixture(scope="session")
+def submitted_prepare(ml_small, tmp_path_factory) -> Submitted:
+    """prepare on ml-latest-small as a user runs it: sparkrec-submit from the project root, on
+    conf/spark/local.conf (local[2]). The console tests read what it printed; the cluster tests
+    compare their runs with what it wrote (a run costs about a minute of both cores)."""
+    output = tmp_path_factory.mktemp("submitted") / "prepared"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "sparkrec-submit"),
+            "jobs/prepare.py",
+            "--input",
+            str(ml_small),
+            "--output",
+            str(output),
+            *SUBMITTED_PREPARE,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Submitted(output, result.stdout + result.stderr)
 
 
 @pytest.fixture

@@ -71,6 +71,11 @@ TINY_TRAIN = [
 ]
 
 
+# prepare's sample for the runs on ml-latest-small through spark-submit (tests/test_console.py, tests/test_cluster.py):
+# 100 users keep each run short, and the same settings let the cluster runs compare with the local one.
+SUBMITTED_PREPARE = ["--set", "sample_users=100"]
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """Every entry under `root` (root included) by relative path: directories, links and file contents."""
     entries = {}

@@ -7,7 +7,8 @@ local[2] mode, also when a worker dies mid-job; a driver killed mid-job must lea
 committed output untouched, and the rerun must succeed.
 
 Every job run costs about a minute of both cores, so runs are shared between tests: the
-rerun after the killed driver is also the standalone run compared with local[2].
+rerun after the killed driver is also the standalone run compared with local[2], and the one
+that loses a worker mid-job.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ import pytest
 
 from sparkrec.core import columns as C
 
-from helpers import ROOT, load_job
+from helpers import ROOT, SUBMITTED_PREPARE, load_job
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SPARK_HOME = Path(pyspark.__file__).parent
-JOB_ARGS = ["--set", "sample_users=100"]
 # Fits two 1-core, 1 GB workers on a 2-core machine; the profile's other settings apply as on a cluster.
 SMALL = {
     "spark.driver.memory": "1g",
@@ -220,11 +220,9 @@ def submit_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(spark, prepare_job, ml_small, tmp_path_factory) -> Path:
-    """The same job in local[2] mode (the test session's SparkSession)."""
-    output = tmp_path_factory.mktemp("local") / "out"
-    prepare_job.main(prepare_args(ml_small, output))
-    return output
+def reference(submitted_prepare) -> Path:
+    """The same job in local[2] mode (sparkrec-submit's local profile)."""
+    return submitted_prepare.output
 
 
 def submit_command(master: str, package: Path, job: str, args: list[str]) -> list[str]:
@@ -244,7 +242,7 @@ def submit_command(master: str, package: Path, job: str, args: list[str]) -> lis
 
 
 def prepare_args(ml_small: Path, output: Path) -> list[str]:
-    return ["--input", str(ml_small), "--output", str(output), *JOB_ARGS]
+    return ["--input", str(ml_small), "--output", str(output), *SUBMITTED_PREPARE]
 
 
 @pytest.fixture(scope="module")
@@ -263,9 +261,13 @@ def finish(processes: Processes, job: subprocess.Popen) -> str:
     return log
 
 
-def wait_for_staging(job: subprocess.Popen, output: Path) -> None:
-    """The quarantine is the first table prepare writes into its staging directory: the kill lands mid-job."""
+def wait_for_staging(job: subprocess.Popen, output: Path, killed_run: bool = False) -> None:
+    """The quarantine is the first table prepare writes into its staging directory: the kill lands mid-job.
+    `killed_run`: the staging holds a killed run's quarantine, which the job deletes as it takes the lock,
+    tens of seconds before it writes its own (its contents go first: a fresh mtime tells nothing)."""
     first_table = output.with_name(output.name + ".staging") / "quarantine"
+    if killed_run:
+        wait_until(lambda: not first_table.exists(), JOB_SECONDS, f"the killed run's {first_table} to go", job)
     wait_until(first_table.exists, JOB_SECONDS, f"{first_table} to appear", job)
 
 
@@ -316,7 +318,8 @@ class KilledAndRerun:
 
 @pytest.fixture(scope="module")
 def killed_and_rerun(cluster, processes, start_job, reference, ml_small, tmp_path_factory) -> KilledAndRerun:
-    """A driver killed mid-job over a committed output (a copy of the local run), then the rerun."""
+    """A driver killed mid-job over a committed output (a copy of the local run), then the rerun,
+    which loses a worker mid-job."""
     output = tmp_path_factory.mktemp("killed-driver") / "out"
     shutil.copytree(reference, output)
     before = digests(output)
@@ -327,7 +330,12 @@ def killed_and_rerun(cluster, processes, start_job, reference, ml_small, tmp_pat
     after_kill = digests(output)
     # The master drops the application once its driver is gone, freeing the executors' cores.
     cluster.wait_idle()
-    rerun_log = finish(processes, start_job("submit-rerun", cluster.url, "prepare", prepare_args(ml_small, output)))
+    rerun = start_job("submit-rerun", cluster.url, "prepare", prepare_args(ml_small, output))
+    wait_for_staging(rerun, output, killed_run=True)
+    cluster.kill_worker(0)
+    # A replacement node joins; the master gives the running application an executor on it.
+    cluster.restart_worker(0)
+    rerun_log = finish(processes, rerun)
     return KilledAndRerun(output, before, after_kill, rerun_log)
 
 
@@ -369,17 +377,9 @@ def test_local_cluster_matches_local(processes, start_job, reference, ml_small, 
     assert_same_output(output, reference)
 
 
-def test_lost_worker_is_survived_by_task_retry(cluster, processes, start_job, reference, ml_small, tmp_path):
-    output = tmp_path / "out"
-    cluster.wait_idle()
-    job = start_job("submit-lost-worker", cluster.url, "prepare", prepare_args(ml_small, output))
-    wait_for_staging(job, output)
-    cluster.kill_worker(0)
-    # A replacement node joins; the master gives the running application an executor on it.
-    cluster.restart_worker(0)
-    log = finish(processes, job)
-    assert "Lost executor" in log
-    assert_same_output(output, reference)
+def test_lost_worker_is_survived_by_task_retry(killed_and_rerun, reference):
+    assert "Lost executor" in killed_and_rerun.rerun_log
+    assert_same_output(killed_and_rerun.output, reference)
 
 
 @pytest.fixture(scope="module")
@@ -403,6 +403,7 @@ def score_args(data: Path, model: Path, output: Path) -> list[str]:
     return ["--data", str(data), "--model", str(model), "--output", str(output)]
 
 
+@pytest.mark.usefixtures("spark")  # the local run's SparkSession
 def test_score_on_standalone_cluster_matches_local(cluster, processes, start_job, reference, model_dir, tmp_path):
 
     local, clustered = tmp_path / "local", tmp_path / "cluster"

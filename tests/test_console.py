@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -99,27 +98,9 @@ def test_train_prints_its_progress_and_no_library_noise_unless_verbose(prepared_
 
 
 @pytest.mark.slow
-def test_prepare_under_spark_submit_prints_no_library_warnings(ml_small, tmp_path):
+def test_prepare_under_spark_submit_prints_no_library_warnings(submitted_prepare):
     """Spark's Python workers run none of the driver's filters: on the legacy stack each worker's petastorm
     warned about pyarrow.localfs while materialize_dataset counted row groups (make test-legacy runs this)."""
-    submit = Path(sys.executable).parent / "sparkrec-submit"
-    result = subprocess.run(
-        [
-            str(submit),
-            "jobs/prepare.py",
-            "--input",
-            str(ml_small),
-            "--output",
-            str(tmp_path / "prepared"),
-            "--set",
-            "sample_users=100",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stdout + result.stderr
+    output = submitted_prepare.console
     assert not PYTHON_WARNINGS.search(output), output
     assert "prepare: " in output or "prepared " in output, output

@@ -27,7 +27,7 @@ from sparkrec.score.config import ScoreError
 from sparkrec.score.planning import read_tables
 from sparkrec.score.scorers import Block, top_k_lists
 
-from helpers import TINY_TRAIN, emptied_copy, load_job, run_job, tree_digest
+from helpers import emptied_copy, load_job, run_job, tree_digest
 
 # One user's list [1, 2, 3, 4, 5] against liked movies {2, 4, 9}: hits at positions 2 and 4.
 RANKED = np.array([1, 2, 3, 4, 5])
@@ -117,21 +117,14 @@ def settings(values: dict) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def small_model(prepared_small, tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("evaluate-model") / "model"
-    load_job("train").main(["--data", str(prepared_small), "--output", str(output), *TINY_TRAIN])
-    return output
-
-
-@pytest.fixture(scope="module")
 def evaluate_job():
     return load_job("evaluate")
 
 
 @pytest.fixture(scope="module")
-def evaluated(evaluate_job, prepared_small, small_model, tmp_path_factory) -> Path:
+def evaluated(evaluate_job, prepared_small, trained, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("evaluation") / "out"
-    argv = ["--data", str(prepared_small), "--model", str(small_model), "--output", str(output)]
+    argv = ["--data", str(prepared_small), "--model", str(trained), "--output", str(output)]
     evaluate_job.main(argv + settings(QUICK))
     return output
 
@@ -146,7 +139,7 @@ def read_split(prepared: Path, split: str) -> pd.DataFrame:
     return pd.read_parquet(prepared / split, columns=[C.USER_ID, C.MOVIE_ID, C.LIKE])
 
 
-def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_model):
+def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, trained):
     document = json.loads((evaluated / evaluation.METRICS).read_text())
     assert list(document["models"]) == list(MODELS)
     assert document["config"]["k"] == 10 and document["config"]["als_ranks"] == [5]
@@ -163,14 +156,14 @@ def test_job_writes_report_metrics_and_chart(evaluated, prepared_small, small_mo
     assert document["models"]["ease"]["details"]["items"] == read_split(prepared_small, "train")[C.MOVIE_ID].nunique()
     assert document["prepare_config"]["like_threshold"] == 3.5
     assert {"pyspark", "numpy", "keras", "spark"} <= set(document["versions"])
-    assert document["model"] == str(small_model) and document["data"] == str(prepared_small)
+    assert document["model"] == str(trained) and document["data"] == str(prepared_small)
     # Every user with a test rating is evaluated: the deep model's numbers are the trainer's own.
-    trained = json.loads((small_model / "metrics.json").read_text())["test"]["like"]
+    trainer = json.loads((trained / "metrics.json").read_text())["test"]["like"]
     ours = document["models"]["deep"]["classification"]
     for metric in ("rows", "accuracy", "precision", "recall", "f1"):
-        assert ours[metric] == trained[metric], metric
+        assert ours[metric] == trainer[metric], metric
     for metric in ("auc", "log_loss"):
-        assert ours[metric] == pytest.approx(trained[metric], abs=1e-6), metric
+        assert ours[metric] == pytest.approx(trainer[metric], abs=1e-6), metric
     # Classification reads the like head; the lists come from the rank head the scorer picks.
     assert document["models"]["deep"]["details"]["ranking_output"] == "rank"
     report = (evaluated / evaluation.REPORT).read_text()
@@ -493,10 +486,10 @@ def test_missing_model_fails_with_one_line(evaluate_job, prepared_small, tmp_pat
 
 
 @pytest.mark.parametrize("table", ["train", "test"])
-def test_an_empty_split_is_named(evaluate_job, prepared_small, small_model, tmp_path, table):
+def test_an_empty_split_is_named(evaluate_job, prepared_small, trained, tmp_path, table):
     data = emptied_copy(prepared_small, tmp_path / "prepared", table)
     before = tree_digest(tmp_path)
-    argv = ["--data", str(data), "--model", str(small_model), "--output", str(tmp_path / "out")]
+    argv = ["--data", str(data), "--model", str(trained), "--output", str(tmp_path / "out")]
     with pytest.raises(EvaluateError) as failure:
         evaluate_job.main(argv + settings(QUICK))
     assert str(failure.value) == f"{data}/{table} has no rows: nothing to evaluate"

@@ -423,7 +423,13 @@ def test_two_prepares_into_one_output_one_fails_at_once_and_one_commits(tmp_path
         "--set",
         "figures=false",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Spark's default of 200 shuffle partitions makes every shuffle of these 40 users' rows 200 tasks:
+    # the test session's 4 (conftest.py) take a fraction of the time.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.shuffle.partitions=4 pyspark-shell",
+    }
     runs = [
         subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
         for _ in range(2)

@@ -47,13 +47,6 @@ def train(job, data: Path, output: Path, *overrides: str) -> dict:
     return job.main(["--data", str(data), "--output", str(output), *TINY_TRAIN, *overrides])
 
 
-@pytest.fixture(scope="module")
-def trained(train_job, prepared_small, tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("trained") / "model"
-    train(train_job, prepared_small, output)
-    return output
-
-
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 

@@ -2,7 +2,7 @@
 ALS's recommendForAllUsers, in one run.
 
     python bench/score_throughput.py --data /tmp/ml20m-prepared [--model MODEL_DIR] \
-        [--work /tmp/score-bench] [--generic-users 100] [--als-rank 64] [--set key=value ...]
+        [--work /tmp/score-bench] [--generic-users 100] [--als-rank N] [--set key=value ...]
 
 Runs jobs/score.py with spark-submit (conf/spark/local.conf): every user
 (users=all) with the two-tower model (user vectors from each user's history,
@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sparkrec.train.config import TrainConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_SUBMIT = [
     str(Path(sys.executable).parent / "spark-submit"),
@@ -53,7 +55,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", help="a two-tower training job output; default: a random-weight two-tower model")
     parser.add_argument("--work", default="/tmp/score-bench", help="scratch directory for the model and outputs")
     parser.add_argument("--generic-users", type=int, default=500, help="users scored on the generic path")
-    parser.add_argument("--als-rank", type=int, default=64, help="ALS rank: the two-tower vector width")
+    parser.add_argument(
+        "--als-rank", type=int, default=TrainConfig().tower_dim, help="ALS rank; default: the two-tower vector width"
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser.parse_args()
 
@@ -63,12 +67,12 @@ def random_model(kind: str, data: Path, target: Path) -> Path:
     import keras
 
     from sparkrec.models import pairwise as model
-    from sparkrec.models import twotower
+    from sparkrec.train.stages import build_model
 
     vocab_sizes = json.loads((data / "manifest.json").read_text())["vocab_sizes"]
     keras.utils.set_random_seed(0)
     target.mkdir()
-    built = model.build_paper_model(vocab_sizes) if kind == "paper" else twotower.build(vocab_sizes)
+    built = model.build_paper_model(vocab_sizes) if kind == "paper" else build_model(TrainConfig(), vocab_sizes)
     built.save(target / "model.keras")
     shutil.copytree(data / "vocab", target / "vocab")
     return target

@@ -151,7 +151,7 @@ def like_head(dim: int, hidden: int) -> keras.Model:
     return keras.Model([user, movie], [like, Rescale(*C.RATING_RANGE, name="stars")(stars)], name="like_head")
 
 
-def build(vocab_sizes: dict[str, int], dim: int = 64, hidden: int = 256, head_hidden: int = 64) -> keras.Model:
+def build(vocab_sizes: dict[str, int], dim: int, hidden: int, head_hidden: int) -> keras.Model:
     """The pair model that is saved: one (user history, movie) per row -> score, like, rating."""
     users, movies = user_tower(vocab_sizes, dim, hidden), movie_tower(vocab_sizes, dim, hidden)
     head = like_head(dim, head_hidden)

@@ -37,7 +37,7 @@ class TrainConfig:
     rank_bias: bool = True
     unrated_negatives: bool = False
     negative_popularity: float = 1.0
-    tower_dim: int = 64
+    tower_dim: int = 256
     tower_hidden: int = 256
     head_hidden: int = 64
     folds: int = 10

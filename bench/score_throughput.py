@@ -56,7 +56,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work", default="/tmp/score-bench", help="scratch directory for the model and outputs")
     parser.add_argument("--generic-users", type=int, default=500, help="users scored on the generic path")
     parser.add_argument(
-        "--als-rank", type=int, default=TrainConfig().tower_dim, help="ALS rank; default: the two-tower vector width"
+        "--als-rank",
+        type=int,
+        help="ALS rank; default: the two-tower vector width (--model's recorded tower_dim, else the training default)",
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser.parse_args()
@@ -76,6 +78,14 @@ def random_model(kind: str, data: Path, target: Path) -> Path:
     built.save(target / "model.keras")
     shutil.copytree(data / "vocab", target / "vocab")
     return target
+
+
+def vector_width(model_dir: Path) -> int:
+    """The two-tower model's vector width, as its training run recorded it (a random model: the default)."""
+    record = model_dir / "run.json"
+    if not record.exists():
+        return TrainConfig().tower_dim
+    return int(json.loads(record.read_text())["config"]["tower_dim"])
 
 
 def score(data: Path, model: Path, output: Path, settings: list[str]) -> tuple[dict, float]:
@@ -157,13 +167,14 @@ def main() -> None:
     # already under --work is removed (the score jobs' outputs there are replaced only if they are theirs).
     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     towers = Path(args.model).resolve() if args.model else random_model("twotower", data, scratch / "twotower-model")
+    als_rank = args.als_rank or vector_width(towers)
     paper = random_model("paper", data, scratch / "paper-model")
     print(f"cores {os.cpu_count()}, load average before {os.getloadavg()[0]:.1f}", flush=True)
     ours, ours_wall = score(data, towers, work / "twotower", ["users=all", *args.overrides])
     fast, fast_wall = score(data, paper, work / "fast", ["users=all", "path=fast", *args.overrides])
     generic_settings = ["users=all", "path=generic", f"limit_users={args.generic_users}", *args.overrides]
     generic, generic_wall = score(data, paper, work / "generic", generic_settings)
-    als_users, als_movies, als_seconds = als_recommend_for_all(data, scratch / "als", args.als_rank)
+    als_users, als_movies, als_seconds = als_recommend_for_all(data, scratch / "als", als_rank)
     shutil.rmtree(scratch)
     print(f"load average after {os.getloadavg()[0]:.1f}; stage timings (s) of the two-tower run: {ours['timings_s']}")
     ours_rate, _ = describe("towers", ours, ours_wall)
@@ -171,7 +182,7 @@ def main() -> None:
     generic_rate, generic_cpu = describe("keras", generic, generic_wall)
     als_rate = als_users * als_movies / als_seconds
     print(
-        f"als    recommendForAllUsers(10), rank {args.als_rank}: {als_users:,} users x {als_movies:,} movies in "
+        f"als    recommendForAllUsers(10), rank {als_rank}: {als_users:,} users x {als_movies:,} movies in "
         f"{als_seconds:.1f} s = {als_rate / 1e6:.2f} M pairs/s (watched movies not excluded)"
     )
     print(f"two-tower score stage / ALS recommendForAllUsers: {als_seconds / ours['timings_s']['score']:.1f}x faster")

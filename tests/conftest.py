@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ML_SMALL, ROOT, SUBMITTED_PREPARE, TINY_TRAIN, load_job
+from helpers import ML_SMALL, ROOT, SUBMITTED_PREPARE, load_job, tiny_train
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +63,7 @@ def trained(prepared_small, tmp_path_factory) -> Path:
     """jobs/train.py with TINY_TRAIN on prepared_small, trained once for the training and evaluation
     tests; they read it, and copy it to write into it."""
     output = tmp_path_factory.mktemp("trained") / "model"
-    load_job("train").main(["--data", str(prepared_small), "--output", str(output), *TINY_TRAIN])
+    tiny_train(load_job("train"), prepared_small, output)
     return output
 
 

@@ -71,6 +71,11 @@ TINY_TRAIN = [
 ]
 
 
+def tiny_train(job, data: Path, output: Path, *overrides: str) -> dict:
+    """jobs/train.py's main (the module `job`, as load_job gives it) with TINY_TRAIN and `overrides`."""
+    return job.main(["--data", str(data), "--output", str(output), *TINY_TRAIN, *overrides])
+
+
 # prepare's sample for the runs on ml-latest-small through spark-submit (tests/test_console.py, tests/test_cluster.py):
 # 100 users keep each run short, and the same settings let the cluster runs compare with the local one.
 SUBMITTED_PREPARE = ["--set", "sample_users=100"]

@@ -31,7 +31,7 @@ from sparkrec.train.dataset import DataError, Feed, Holdout, open_prepared, shuf
 from sparkrec.train.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
 from sparkrec.train.pairtrain import feed_arrays, make_feeds, predict, undo_sampling_bias
 
-from helpers import ROOT, TINY_TRAIN, load_job, tree_digest
+from helpers import ROOT, load_job, tiny_train, tree_digest
 
 training.configure_runtime(TrainConfig(intra_op_threads=2, inter_op_threads=1))
 # pytest resets warning filters per test; dataset.py's filter for this petastorm advice does not reach here.
@@ -41,10 +41,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Please use make_reader:UserWarni
 @pytest.fixture(scope="module")
 def train_job():
     return load_job("train")
-
-
-def train(job, data: Path, output: Path, *overrides: str) -> dict:
-    return job.main(["--data", str(data), "--output", str(output), *TINY_TRAIN, *overrides])
 
 
 def read_json(path: Path) -> dict:
@@ -100,7 +96,7 @@ def test_the_saved_model_is_the_one_validated_at_the_kept_epoch(trained, prepare
 
 def test_a_second_run_reproduces_the_metrics_exactly(trained, train_job, prepared_small, tmp_path):
     again = tmp_path / "again"
-    train(train_job, prepared_small, again)
+    tiny_train(train_job, prepared_small, again)
     first, second = read_json(trained / "metrics.json"), read_json(again / "metrics.json")
     assert second["test"] == first["test"]
     assert without_timings(second["history"]) == without_timings(first["history"])
@@ -125,14 +121,14 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_keeps_the_previous_model(
 
     monkeypatch.setattr(fitting, "RowsPerSecond", DiesInSecondEpoch)
     with pytest.raises(Interrupt):
-        train(train_job, prepared_small, output)
+        tiny_train(train_job, prepared_small, output)
     assert (output / "metrics.json").read_text() == previous, "a failed run leaves the previous model untouched"
     backup = training.backup_path(output)
     assert callbacks.resumed_epoch(backup) == 1
     assert [e["epoch"] for e in read_json(backup / "state.json")["history"]] == [0]
 
     monkeypatch.undo()
-    resumed = train(train_job, prepared_small, output)
+    resumed = tiny_train(train_job, prepared_small, output)
     uninterrupted = read_json(trained / "metrics.json")
     assert [e["epoch"] for e in resumed["history"]] == [0, 1]
     assert without_timings(resumed["history"]) == without_timings(uninterrupted["history"])
@@ -141,7 +137,7 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_keeps_the_previous_model(
 
 
 def test_paper_model_trains_with_test_as_validation(train_job, prepared_small, tmp_path):
-    document = train(
+    document = tiny_train(
         train_job,
         prepared_small,
         tmp_path / "paper",
@@ -393,7 +389,7 @@ def test_bad_prepared_data_is_refused_with_one_line(damage, prepared_small, tmp_
 def test_an_empty_validation_holdout_is_named_before_training(train_job, prepared_small, tmp_path):
     before = tree_digest(tmp_path)
     with pytest.raises(DataError) as failure:
-        train(train_job, prepared_small, tmp_path / "model", "--set", "validation_fraction=0.000001")
+        tiny_train(train_job, prepared_small, tmp_path / "model", "--set", "validation_fraction=0.000001")
     assert str(failure.value) == (
         f"{prepared_small}/train: validation_fraction=1e-06 leaves its validation side empty; "
         "change validation_fraction (0 validates on test)"

@@ -16,12 +16,14 @@ import pytest
 import tensorflow as tf
 
 from sparkrec.core import columns as C
+from sparkrec.core.config import ConfigError
 from sparkrec.models import pairwise as M
 from sparkrec.models import saved, twotower
 from sparkrec.models import towers as retrieval
 from sparkrec.score.scorers import Block, TwoTowerScorer, recommend_batch, top_k_lists, watched_positions
 from sparkrec.train import callbacks, fitting, towertrain
 from sparkrec.train.candidates import Candidates, Sampler
+from sparkrec.train.config import TrainConfig
 from sparkrec.train.history import Histories, example_count, fold_counts, fold_examples, user_history
 
 from helpers import load_job
@@ -95,6 +97,37 @@ def test_history_cap_and_seeded_examples():
     assert "user_idx" not in batches[0].arrays(), "the towers never read whose example it is"
     again = list(fold_examples(histories, 2, 64, 5, 100, np.random.default_rng(1)))
     assert all((a.target_movie == b.target_movie).all() for a, b in zip(batches, again)), "seeded"
+
+
+def test_history_dropout_keeps_a_random_part_of_each_history_and_every_target():
+    histories = literal_histories()
+    whole = list(fold_examples(histories, 4, 8, 1000, 3, np.random.default_rng(5)))
+    dropped = list(fold_examples(histories, 4, 8, 1000, 3, np.random.default_rng(5), history_keep_min=0.2))
+    assert len(dropped) == len(whole)
+    kept = full = 0
+    for a, b in zip(whole, dropped):
+        assert (a.user_idx == b.user_idx).all() and (a.target_movie == b.target_movie).all(), "targets unchanged"
+        for i in range(len(a.user_idx)):
+            history = set(a.history_movie[i][a.history_movie[i] != 0])
+            remaining = set(b.history_movie[i][b.history_movie[i] != 0])
+            assert remaining <= history, "dropout only removes history movies"
+            likes = dict(zip(b.history_movie[i], b.history_like[i]))
+            assert all(likes[m] == dict(zip(a.history_movie[i], a.history_like[i]))[m] for m in remaining)
+            kept, full = kept + len(remaining), full + len(history)
+    # 332 history slots, their kept share's expectation 0.6 (seeds 5-9 give 0.52-0.73); seeded, so exact.
+    assert (kept, full) == (171, 332)
+    off = list(fold_examples(histories, 4, 8, 1000, 3, np.random.default_rng(5), history_keep_min=1.0))
+    assert all((a.history_movie == b.history_movie).all() for a, b in zip(whole, off)), "1 = the whole history"
+    for outside in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match=r"history_keep_min must be in \[0, 1\]"):
+            TrainConfig(history_keep_min=outside).validate()
+    parts = [list(fold_examples(histories, 4, 8, 1000, 3, np.random.default_rng(5), p, 2, 0.2)) for p in range(2)]
+    for batch, first, second in zip(dropped, *parts):
+        merged = np.concatenate([first.user_idx, second.user_idx])
+        assert (merged == batch.user_idx).all()
+        assert {tuple(sorted(set(row) - {0})) for part in (first, second) for row in part.history_movie} == {
+            tuple(sorted(set(row) - {0})) for row in batch.history_movie
+        }, "two workers drop what one worker drops"
 
 
 def test_sampled_candidates_hold_every_target_and_locate_targets_and_history():

@@ -43,6 +43,7 @@ class TrainConfig:
     folds: int = 10
     max_targets: int = 64
     max_history: int = 512
+    history_keep_min: float = 1.0
     dislike_weight: float = 1.0
     like_weight: float = 1.0
     tower_rating_weight: float = 0.5
@@ -89,6 +90,7 @@ class TrainConfig:
                 self.validation_users,
             )
             >= 1,
+            "history_keep_min must be in [0, 1]": 0 <= self.history_keep_min <= 1,
             "sampled_negatives must be >= 0": self.sampled_negatives >= 0,
             "dislike_weight, like_weight and tower_rating_weight must be >= 0": min(
                 self.dislike_weight, self.like_weight, self.tower_rating_weight

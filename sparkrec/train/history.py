@@ -120,14 +120,19 @@ def fold_examples(
     rng: np.random.Generator,
     part: int = 0,
     parts: int = 1,
+    history_keep_min: float = 1.0,
 ) -> Iterator[Batch]:
     """One epoch of examples in batches of `batch_size`, users and folds in random order.
 
     Each user's ratings are permuted and dealt round-robin into their folds.
-    A history longer than `max_history` keeps a random `max_history` of the
-    user's other ratings. With `parts` workers, every worker draws the same
-    epoch (same rng) and builds only its part of each batch: together they
-    train on the batches one worker would.
+    With `history_keep_min` < 1 each example keeps a random share of its
+    history, drawn uniformly from [history_keep_min, 1) per example: a rating
+    stays if its own draw for the epoch is below the share. Targets never
+    change. A history still longer than `max_history` keeps a random
+    `max_history` of them. With
+    `parts` workers, every worker draws the same epoch (same rng) and builds
+    only its part of each batch: together they train on the batches one
+    worker would.
     """
     lengths = histories.lengths
     counts = fold_counts(lengths, folds, max_targets)
@@ -141,13 +146,26 @@ def fold_examples(
     examples = np.repeat(np.arange(histories.user_count), counts)
     examples_fold = np.arange(len(examples)) - np.repeat(np.cumsum(counts) - counts, counts)
     order = rng.permutation(len(examples))
+    # Drawn after the folds and the order: without dropout an epoch is what it was before the option.
+    draw = share = None
+    if history_keep_min < 1.0:
+        draw = rng.random(len(histories), np.float32)
+        share = rng.uniform(history_keep_min, 1.0, len(examples))
     for start in range(0, global_batches(len(order), batch_size, parts) * batch_size, batch_size):
         chosen = shard(order[start : start + batch_size], part, parts)
-        yield _batch(histories, permuted, fold, examples[chosen], examples_fold[chosen], max_history)
+        kept_share = None if share is None else share[chosen]
+        yield _batch(histories, permuted, fold, examples[chosen], examples_fold[chosen], max_history, draw, kept_share)
 
 
 def _batch(
-    histories: Histories, permuted: np.ndarray, fold: np.ndarray, users: np.ndarray, folds: np.ndarray, max_history: int
+    histories: Histories,
+    permuted: np.ndarray,
+    fold: np.ndarray,
+    users: np.ndarray,
+    folds: np.ndarray,
+    max_history: int,
+    draw: np.ndarray | None = None,
+    share: np.ndarray | None = None,
 ) -> Batch:
     # Every example's ratings side by side, each user's in their permuted order (so a history cut
     # to max_history is a random subset), without a Python loop over the examples.
@@ -155,8 +173,9 @@ def _batch(
     ratings = permuted[index]
     in_fold = fold[ratings] == folds[example]
     target_slot = _slot_in_example(in_fold, example, first)
-    history_slot = _slot_in_example(~in_fold, example, first)
-    kept = ~in_fold & (history_slot < max_history)
+    history = ~in_fold if draw is None else ~in_fold & (draw[ratings] < share[example])
+    history_slot = _slot_in_example(history, example, first)
+    kept = history & (history_slot < max_history)
     history_movie, history_like = _padded(
         histories, ratings[kept], example[kept], history_slot[kept], len(users), histories.likes
     )

@@ -102,6 +102,7 @@ class ExampleFeed:
     sampler: Sampler | None = None
     part: int = 0
     parts: int = 1
+    history_keep_min: float = 1.0
 
     @property
     def steps(self) -> int:
@@ -113,7 +114,15 @@ class ExampleFeed:
         # Each worker draws its own negatives for its part of the batch.
         candidate_rng = np.random.default_rng([self.seed, epoch, 1] + ([self.part] if self.parts > 1 else []))
         for batch in fold_examples(
-            self.histories, self.folds, self.max_targets, self.max_history, self.batch_size, rng, self.part, self.parts
+            self.histories,
+            self.folds,
+            self.max_targets,
+            self.max_history,
+            self.batch_size,
+            rng,
+            self.part,
+            self.parts,
+            self.history_keep_min,
         ):
             if self.sampler is None:
                 yield batch.arrays()
@@ -288,6 +297,7 @@ def fitting(
         sampler,
         part,
         parts,
+        config.history_keep_min,
     )
     validation = RankingValidation(
         reader, fit_histories, catalogue, held, VALIDATION_K, config.validation_users, config.seed

@@ -129,10 +129,9 @@ def fold_examples(
     history, drawn uniformly from [history_keep_min, 1) per example: a rating
     stays if its own draw for the epoch is below the share. Targets never
     change. A history still longer than `max_history` keeps a random
-    `max_history` of them. With
-    `parts` workers, every worker draws the same epoch (same rng) and builds
-    only its part of each batch: together they train on the batches one
-    worker would.
+    `max_history` of them. With `parts` workers, every worker draws the same
+    epoch (same rng) and builds only its part of each batch: together they
+    train on the batches one worker would.
     """
     lengths = histories.lengths
     counts = fold_counts(lengths, folds, max_targets)

@@ -5,7 +5,8 @@ offset per user index), each user's ratings sorted by movie index so the
 layout never depends on the order the split was read in. An epoch's
 examples (`fold_examples`) split each user's ratings at random into folds:
 one example per (user, fold), whose targets are the fold's ratings and whose
-history is the user's other ratings. So every training rating is a target
+history is the user's other ratings (or a random part of them: history
+dropout, `history_keep_min`). So every training rating is a target
 exactly once per epoch, and never inside the history it is predicted from:
 the same relation as between a user's train ratings and their test ratings,
 which the evaluation ranks from.

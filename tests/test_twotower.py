@@ -225,10 +225,13 @@ def test_numpy_towers_equal_keras_on_sampled_pairs():
     }
     keras_out = model.predict(feed, verbose=0)
     keys = towers.keys(vectors)[rows, columns]
-    like, stars = towers.heads(vectors[rows], columns)
+    like, stars = towers.heads(vectors, rows, columns)
     np.testing.assert_allclose(keys, keras_out[twotower.SCORE_OUTPUT][:, 0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(like, keras_out[twotower.LIKE_OUTPUT][:, 0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(stars, keras_out[twotower.RATING_OUTPUT][:, 0], rtol=1e-5, atol=1e-5)
+    blocked = towers.heads(vectors, rows, columns, block=7)  # 96 rows: 13 full blocks and a partial one
+    np.testing.assert_allclose(blocked[0], like, rtol=1e-6)
+    np.testing.assert_allclose(blocked[1], stars, rtol=1e-6)
 
 
 def test_history_pooling_skips_padding_and_pools_each_group():

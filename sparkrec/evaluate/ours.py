@@ -60,7 +60,7 @@ class Deep:
         vectors = self.ranker.vectors(block)
         at = np.searchsorted(users[C.USER_ID].to_numpy(), frame[C.USER_ID].to_numpy())
         columns = np.searchsorted(self.ranker.movie_ids, frame[C.MOVIE_ID].to_numpy())
-        return self.ranker.towers.heads(vectors[at], columns)[0]
+        return self.ranker.towers.heads(vectors, at, columns)[0]
 
     def scorer(self):
         return self.ranker

@@ -84,11 +84,21 @@ class TwoTower:
         keys += self.movie_bias
         return keys
 
-    def heads(self, vectors: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(P(like), predicted stars) of each (user vector, catalogue column) row."""
-        movies = self.movies[columns]
-        hidden = _relu(self.head_hidden(np.concatenate([vectors, movies, vectors * movies], axis=1)))
-        like = metrics.sigmoid(self.like_logit(hidden)[:, 0].astype(np.float64))
+    def heads(
+        self, vectors: np.ndarray, users: np.ndarray, columns: np.ndarray, block: int = 65536
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(P(like), predicted stars) of each (user vector `vectors[users[i]]`, catalogue column `columns[i]`) row.
+
+        In blocks of rows: all at once, ML-20M's 2 million test rows held 10 GB of head inputs at d = 256.
+        """
+        like = np.empty(len(columns))
+        stars = np.empty(len(columns))
         low, high = C.RATING_RANGE
-        stars = metrics.sigmoid(self.rating_unit(hidden)[:, 0].astype(np.float64)) * (high - low) + low
+        for start in range(0, len(columns), block):
+            user = vectors[users[start : start + block]]
+            movie = self.movies[columns[start : start + block]]
+            hidden = _relu(self.head_hidden(np.concatenate([user, movie, user * movie], axis=1)))
+            like[start : start + block] = metrics.sigmoid(self.like_logit(hidden)[:, 0].astype(np.float64))
+            unit = metrics.sigmoid(self.rating_unit(hidden)[:, 0].astype(np.float64))
+            stars[start : start + block] = unit * (high - low) + low
         return like, stars

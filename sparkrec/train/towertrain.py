@@ -194,7 +194,7 @@ def head_predictions(
     """(P(like), stars) of rated rows, each user placed by `histories`."""
     users, inverse = np.unique(rows[C.USER_IDX], return_inverse=True)
     vectors = user_vectors(towers, histories, users)
-    return towers.heads(vectors[inverse], catalogue.column_of[rows[C.MOVIE_IDX]])
+    return towers.heads(vectors, inverse, catalogue.column_of[rows[C.MOVIE_IDX]])
 
 
 class RankingValidation(keras.callbacks.Callback):

@@ -60,10 +60,13 @@ class HistoryPool(layers.Layer):
 
     Inputs: the history's movie indices (B, H; 0 is an empty slot) and like
     labels (B, H). The layer owns the history's embedding table and pools
-    only the filled slots (a gather and a segment sum), never the padded
-    (B, H, d) block: histories run from one rating to hundreds, and on ML-20M
-    the padded block made up most of a training step. An empty group pools
-    to zeros.
+    only the filled slots, never the padded (B, H, d) block: histories run
+    from one rating to hundreds. The means are one fused sparse segment mean
+    (two segments per user, liked then disliked), which neither gathers the
+    filled slots' rows into a block of their own nor, backwards, hands the
+    optimizer a gradient per slot: on ML-20M a separate gather and segment sum
+    made the user tower most of a training step (docs/benchmarks.md). An
+    empty group pools to zeros.
     """
 
     def __init__(self, vocabulary: int, dim: int, **kwargs):
@@ -76,21 +79,22 @@ class HistoryPool(layers.Layer):
     def call(self, inputs):
         movies, likes = inputs
         users = tf.shape(movies)[0]
-        filled = tf.where(tf.not_equal(movies, C.UNKNOWN_INDEX))
-        owner = tf.cast(filled[:, 0], tf.int32)
-        liked = tf.cast(tf.gather_nd(likes, filled), self.compute_dtype)
-        rows = tf.gather(self.embeddings, tf.gather_nd(movies, filled))
-        liked_total = tf.math.unsorted_segment_sum(rows * liked[:, None], owner, users)
-        disliked_total = tf.math.unsorted_segment_sum(rows, owner, users) - liked_total
-        liked_count = tf.math.unsorted_segment_sum(liked, owner, users)[:, None]
-        disliked_count = tf.math.unsorted_segment_sum(1.0 - liked, owner, users)[:, None]
+        present = tf.not_equal(movies, C.UNKNOWN_INDEX)
+        likes = tf.cast(likes, self.compute_dtype) * tf.cast(present, self.compute_dtype)
+        liked_count = tf.reduce_sum(likes, axis=1, keepdims=True)
+        disliked_count = tf.reduce_sum(tf.cast(present, self.compute_dtype), axis=1, keepdims=True) - liked_count
+        filled = tf.where(present)
+        # Segment 2u holds user u's liked slots, 2u + 1 the others; the op wants them sorted.
+        segment = 2 * filled[:, 0] + tf.cast(tf.equal(tf.gather_nd(likes, filled), 0.0), tf.int64)
+        order = tf.argsort(segment, stable=True)
+        means = tf.sparse.segment_mean(
+            self.embeddings,
+            tf.gather(tf.gather_nd(movies, filled), order),
+            tf.gather(segment, order),
+            num_segments=2 * users,
+        )
         return tf.concat(
-            [
-                liked_total / tf.maximum(liked_count, 1.0),
-                disliked_total / tf.maximum(disliked_count, 1.0),
-                tf.math.log1p(liked_count),
-                tf.math.log1p(disliked_count),
-            ],
+            [tf.reshape(means, [users, 2 * self.dim]), tf.math.log1p(liked_count), tf.math.log1p(disliked_count)],
             axis=1,
         )
 

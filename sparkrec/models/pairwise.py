@@ -55,6 +55,7 @@ import numpy as np
 from keras import layers
 
 from sparkrec.core import columns as C
+from sparkrec.models.optimizer import adam
 
 GENRE_FLAGS = "genre_flags"
 TAG_IDX = "tag_idx"
@@ -133,18 +134,6 @@ def embedded_features(names, vocab_sizes: dict[str, int], dim: int, l2: float):
     inputs = {name: model_input(name) for name in names}
     vectors = [input_vector(inputs[name], name, vocab_sizes, dim, l2) for name in names]
     return inputs, layers.Concatenate(name="features")(vectors)
-
-
-def adam(learning_rate: float, ema_momentum: float) -> keras.optimizers.Adam:
-    """Adam; with ema_momentum > 0 it also keeps an exponential moving average of the weights.
-
-    The average (Polyak averaging) is what validation, early stopping and the
-    saved model see (training.AveragedWeights); the steps still update the raw
-    weights. It smooths out the last steps' noise in the weights.
-    """
-    if ema_momentum:
-        return keras.optimizers.Adam(learning_rate, use_ema=True, ema_momentum=ema_momentum)
-    return keras.optimizers.Adam(learning_rate)
 
 
 def build_paper_model(

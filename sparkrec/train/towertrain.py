@@ -26,7 +26,8 @@ from sparkrec.core import columns as C
 from sparkrec.core import metrics, ranking
 from sparkrec.core.topk import top_k
 from sparkrec.models import twotower
-from sparkrec.models.pairwise import INPUT_COLUMNS, adam
+from sparkrec.models.optimizer import adam
+from sparkrec.models.pairwise import INPUT_COLUMNS
 from sparkrec.models.towers import TwoTower
 from sparkrec.train.candidates import Sampler
 from sparkrec.train.dataset import Feed, Holdout, Prepared
@@ -281,7 +282,7 @@ def fitting(
         like_weight=config.like_weight,
         rating_weight=config.tower_rating_weight,
     )
-    trainer.compile(optimizer=adam(config.learning_rate, config.ema_momentum))
+    trainer.compile(optimizer=adam(config.learning_rate, config.ema_momentum, fused=True))
     sampler = (
         Sampler.of(fit_histories, prepared.vocab_sizes["movie"], config.sampled_negatives)
         if config.sampled_negatives

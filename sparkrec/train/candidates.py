@@ -67,14 +67,14 @@ class Sampler:
         return Candidates(
             movies,
             log_q.astype(np.float32),
-            _positions(movies, batch.target_movie),
-            _positions(movies, batch.history_movie),
+            _positions(movies, batch.target_movie, len(self.share)),
+            _positions(movies, batch.history_movie, len(self.share)),
         )
 
 
-def _positions(candidates: np.ndarray, movies: np.ndarray) -> np.ndarray:
-    """Column of each movie among the sorted candidates[1:], 0 where it is not one of them."""
-    found = np.searchsorted(candidates[1:], movies) + 1
-    found = np.minimum(found, len(candidates) - 1)
-    hit = (candidates[found] == movies) & (movies != C.UNKNOWN_INDEX)
-    return np.where(hit, found, 0).astype(np.int32)
+def _positions(candidates: np.ndarray, movies: np.ndarray, movie_vocab: int) -> np.ndarray:
+    """Column of each movie among candidates[1:], 0 where it is not one of them (or is padding)."""
+    # A lookup per movie, not a search: the history array is (batch x 512) slots a step.
+    column = np.zeros(movie_vocab, np.int32)
+    column[candidates[1:]] = np.arange(1, len(candidates), dtype=np.int32)
+    return column[movies]

@@ -43,7 +43,7 @@ class TrainConfig:
     folds: int = 10
     max_targets: int = 64
     max_history: int = 512
-    history_keep_min: float = 1.0
+    history_keep_min: float = 0.5
     dislike_weight: float = 1.0
     like_weight: float = 1.0
     tower_rating_weight: float = 0.5

@@ -2,8 +2,8 @@
 
 Keras' Adam updates each variable with about a dozen tensor operations, each
 a pass over the variable; the two-tower model's two 27k x 256 movie tables
-(ML-20M) take a dense update every step, and those passes were a fifth of its
-step (docs/benchmarks.md). `FusedAdam` makes Adam's update, by Keras' formula,
+(ML-20M) take a dense update every step, and those passes took about 35 ms of its
+228 ms step (docs/benchmarks.md). `FusedAdam` makes Adam's update, by Keras' formula,
 with TensorFlow's one-pass ApplyAdam kernel. One difference: given a sparse
 gradient in which a row occurs more than once (an embedding row looked up
 twice in a batch), Keras squares each occurrence and sums the squares into

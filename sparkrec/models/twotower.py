@@ -80,9 +80,10 @@ class HistoryPool(layers.Layer):
         movies, likes = inputs
         users = tf.shape(movies)[0]
         present = tf.not_equal(movies, C.UNKNOWN_INDEX)
-        likes = tf.cast(likes, self.compute_dtype) * tf.cast(present, self.compute_dtype)
+        filled_slots = tf.cast(present, self.compute_dtype)
+        likes = tf.cast(likes, self.compute_dtype) * filled_slots
         liked_count = tf.reduce_sum(likes, axis=1, keepdims=True)
-        disliked_count = tf.reduce_sum(tf.cast(present, self.compute_dtype), axis=1, keepdims=True) - liked_count
+        disliked_count = tf.reduce_sum(filled_slots, axis=1, keepdims=True) - liked_count
         filled = tf.where(present)
         # Segment 2u holds user u's liked slots, 2u + 1 the others; the op wants them sorted.
         segment = 2 * filled[:, 0] + tf.cast(tf.equal(tf.gather_nd(likes, filled), 0.0), tf.int64)

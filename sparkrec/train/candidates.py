@@ -64,17 +64,13 @@ class Sampler:
         draws = len(targets) + self.negatives
         log_q = np.zeros(len(movies))
         log_q[1:] = np.log(-np.expm1(draws * np.log1p(-self.share[movies[1:]])))
-        return Candidates(
-            movies,
-            log_q.astype(np.float32),
-            _positions(movies, batch.target_movie, len(self.share)),
-            _positions(movies, batch.history_movie, len(self.share)),
-        )
+        column = _columns(movies, len(self.share))
+        return Candidates(movies, log_q.astype(np.float32), column[batch.target_movie], column[batch.history_movie])
 
 
-def _positions(candidates: np.ndarray, movies: np.ndarray, movie_vocab: int) -> np.ndarray:
-    """Column of each movie among candidates[1:], 0 where it is not one of them (or is padding)."""
+def _columns(candidates: np.ndarray, movie_vocab: int) -> np.ndarray:
+    """Each movie index's column among candidates[1:], 0 where it is not one of them (and for padding)."""
     # A lookup per movie, not a search: the history array is (batch x 512) slots a step.
     column = np.zeros(movie_vocab, np.int32)
     column[candidates[1:]] = np.arange(1, len(candidates), dtype=np.int32)
-    return column[movies]
+    return column

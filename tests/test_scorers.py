@@ -22,7 +22,7 @@ from sparkrec.evaluate.als import Factors
 from sparkrec.evaluate.ease import Ease
 from sparkrec.evaluate.logistic import Logistic
 from sparkrec.evaluate.popular import Popular
-from sparkrec.models.towers import Dense, TwoTower
+from sparkrec.models.towers import Dense, FoldIn, TwoTower
 from sparkrec.score.factorize import Factorized
 from sparkrec.score.scorers import Block, FastScorer, KerasScorer, TwoTowerScorer, recommend_batch, watched_positions
 
@@ -86,7 +86,7 @@ def two_tower(mode: str, rng: np.random.Generator):
         movies,
         bias,
     )
-    return TwoTowerScorer(towers, MOVIE_IDS, MOVIE_IDX)
+    return TwoTowerScorer(towers, MOVIE_IDS, MOVIE_IDX, FoldIn())
 
 
 def keras_pairs(mode: str, rng: np.random.Generator):

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import scipy.sparse
 import tensorflow as tf
 
 from sparkrec.core import columns as C
@@ -278,7 +279,7 @@ def scorer_and_users(model=None):
     catalogue = literal_catalogue()
     towers = twotower.arrays(model or randomized_model(), catalogue)
     movie_ids = 100 + 2 * np.arange(40)
-    scorer = TwoTowerScorer(towers, movie_ids, catalogue[C.MOVIE_IDX][:, 0].astype(np.int64))
+    scorer = TwoTowerScorer(towers, movie_ids, catalogue[C.MOVIE_IDX][:, 0].astype(np.int64), retrieval.FoldIn())
     users = pd.DataFrame(
         {
             C.USER_ID: [1, 2, 3, 4],
@@ -315,6 +316,40 @@ def test_users_outside_the_sample_get_lists_from_their_histories():
     assert again[2].tolist() == lists[3].tolist() and again[3].tolist() == lists[2].tolist(), (
         "an unknown user's list is a function of their history alone"
     )
+
+
+def test_fold_in_takes_gradient_steps_on_the_users_own_ratings():
+    """Two movies at +1 and -1 on one axis: the softmax's gradient steps by hand, exact to float32."""
+    movies, bias = np.array([[1.0], [-1.0]], np.float32), np.zeros(2, np.float32)
+    rated = scipy.sparse.csr_matrix(np.array([[1, 0], [0, 0], [1, 1]], np.float32))
+    start = np.zeros((3, 1), np.float32)
+    fitted = retrieval.fold_in(start, rated, movies, bias, retrieval.FoldIn(steps=2, rate=0.5))
+    # User 0 rated the first movie: 0 -> 0.5 x (1 - 0) -> 0.5 + 0.5 x (1 - tanh(0.5)), the softmax's mean
+    # vector at 0.5 being sigmoid(1) - sigmoid(-1). User 1 rated nothing; user 2 both, which pull evenly.
+    np.testing.assert_allclose(fitted[:, 0], [0.5 + 0.5 * (1 - np.tanh(0.5)), 0.0, 0.0], rtol=1e-6)
+    assert np.array_equal(retrieval.fold_in(start, rated, movies, bias, retrieval.FoldIn(steps=0)), start)
+    assert not start.any(), "the caller's vectors are left as they were"
+
+
+def test_scoring_fits_only_the_users_outside_the_sample_to_their_histories():
+    scorer, users = scorer_and_users()
+    _, rows, cols, liked = watched_positions(users, scorer.movie_ids)
+    block = Block(users[C.USER_IDX].to_numpy(), rows, cols, liked)
+    fitted = scorer.vectors(block)
+    tower = TwoTowerScorer(scorer.towers, scorer.movie_ids, scorer.movie_idx, retrieval.FoldIn(steps=0)).vectors(block)
+    outside = (users[C.USER_IDX] == C.UNKNOWN_INDEX).to_numpy()
+    assert np.array_equal(fitted[~outside], tower[~outside]), "trained users keep the tower's vector"
+
+    def likelihood(vectors):
+        keys = scorer.towers.keys(vectors).astype(np.float64)
+        log_softmax = keys - np.log(np.exp(keys - keys.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True))
+        log_softmax -= keys.max(axis=1, keepdims=True)
+        return [log_softmax[row, cols[rows == row]].mean() for row in np.flatnonzero(outside)]
+
+    assert not np.allclose(fitted[outside], tower[outside])
+    # A small enough step raises the likelihood of each fitted user's own rated movies.
+    small = TwoTowerScorer(scorer.towers, scorer.movie_ids, scorer.movie_idx, retrieval.FoldIn(steps=1, rate=1e-3))
+    assert all(after > before for after, before in zip(likelihood(small.vectors(block)), likelihood(tower)))
 
 
 def test_a_twotower_block_can_be_scored_from_liked_flags_alone():

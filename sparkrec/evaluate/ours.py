@@ -81,7 +81,7 @@ def load_deep(spark: SparkSession, data_dir: str, model_dir: str, config: Evalua
         inputs = read_inputs(spark, data_dir, model_dir)
     with timer.stage("model"):
         defaults = ScoreConfig()
-        plan = choose(inputs, defaults.path, defaults.output_name, defaults.generic_batch_pairs)
+        plan = choose(inputs, defaults.path, defaults.output_name, defaults.generic_batch_pairs, defaults.fold_in)
     loaded = load_keras_model(inputs.model_bytes)
     # A two-tower model classifies through its towers' arrays (Deep.tower_probabilities).
     model = scored_model(loaded, CLASSIFIED_OUTPUT)

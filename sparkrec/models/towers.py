@@ -9,6 +9,12 @@ the layers; tests hold the two within 1e-5 of each other).
 A user's history is given as CSR arrays: `offsets` (users + 1), and per
 rating its movie index and like label. Movie index 0 (a movie outside the
 vocabulary) contributes nothing, as in the Keras tower.
+
+A user the model never trained on can also be fitted to their own history
+at scoring time (`fold_in`): the tower's vector is where a few gradient
+steps start. Training fitted the towers to the trained users' ratings, and
+the tower alone places a new user less well than it places them
+(docs/results.md, "Users outside the training sample").
 """
 
 from __future__ import annotations
@@ -35,6 +41,51 @@ def is_twotower(model) -> bool:
 
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0, out=x)
+
+
+@dataclass(frozen=True)
+class FoldIn:
+    """Gradient steps fitting a user outside the training sample to their history (0 steps: the tower's vector)."""
+
+    steps: int = 2
+    rate: float = 0.7
+
+
+def fold_in(
+    vectors: np.ndarray, rated: scipy.sparse.csr_matrix, movies: np.ndarray, bias: np.ndarray, settings: FoldIn
+) -> np.ndarray:
+    """`vectors` after gradient steps on each user's mean log-softmax, over `movies`, of the movies they rated.
+
+    `movies` and `bias` are the softmax's movies (rows of the scored
+    catalogue), `rated` is (users, those movies), nonzero where the user rated
+    the movie; a user who rated none keeps their vector. The gradient of one
+    user's objective is the mean vector of their rated movies minus the vector
+    the softmax expects, so each step pulls the user towards what they rated
+    and away from what the model would have predicted for them.
+    """
+    counts = np.asarray(rated.getnnz(axis=1))
+    fitted = np.flatnonzero(counts)
+    vectors = vectors.copy()
+    if not settings.steps or not len(fitted):
+        return vectors
+    # float32 throughout: a float64 factor would convert the whole movie table at every call.
+    shares = scipy.sparse.diags((1.0 / counts[fitted]).astype(np.float32)) @ (rated[fitted] != 0).astype(np.float32)
+    pull = shares @ movies
+    user = vectors[fitted]
+    for _ in range(settings.steps):
+        # exp(key - row max) in place, its product with the movies normalized after: one pass fewer
+        # over the (users x movies) block than normalizing the block itself.
+        weights = user @ movies.T
+        weights += bias
+        weights -= weights.max(axis=1, keepdims=True)
+        # exp below about -87 is a float32 denormal or zero, which numpy took 8 times as long over (21 ms
+        # against 2.6 ms for a 256 x 15,414 block here); such terms are under 1e-34 of the largest: nothing.
+        np.maximum(weights, -80.0, out=weights)
+        np.exp(weights, out=weights)
+        expected = (weights @ movies) / weights.sum(axis=1, keepdims=True)
+        user += settings.rate * (pull - expected)
+    vectors[fitted] = user
+    return vectors
 
 
 @dataclass

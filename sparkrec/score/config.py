@@ -7,6 +7,7 @@ from typing import Literal
 
 from sparkrec.core.config import ConfigError
 from sparkrec.core.errors import SparkrecError
+from sparkrec.models.towers import FoldIn
 
 MODEL_FILE = "model.keras"
 
@@ -28,14 +29,24 @@ class ScoreConfig:
     arrow_batch_users: int = 2048
     block_users: int = 4
     tower_block_users: int = 256
+    fold_in_steps: int = FoldIn.steps
+    fold_in_rate: float = FoldIn.rate
     generic_batch_pairs: int = 65536
     partitions: int = 0
     export: Literal["none", "csv", "json"] = "none"
+
+    @property
+    def fold_in(self) -> FoldIn:
+        return FoldIn(self.fold_in_steps, self.fold_in_rate)
 
     def validate(self) -> None:
         positive = ("top_k", "arrow_batch_users", "block_users", "tower_block_users", "generic_batch_pairs")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.fold_in_steps < 0 or not self.fold_in_rate > 0:
+            raise ConfigError(
+                f"fold_in_steps must be >= 0 and fold_in_rate > 0, got {self.fold_in_steps} and {self.fold_in_rate}"
+            )
         if self.limit_users < 0 or self.partitions < 0:
             raise ConfigError("limit_users and partitions must be >= 0 (0: no limit, automatic)")

@@ -139,7 +139,7 @@ def check_vocabularies(spark: SparkSession, model_dir: str, data_dir: str) -> li
     return names
 
 
-def choose(inputs: Inputs, path: str, output_name: str, generic_batch_pairs: int) -> Plan:
+def choose(inputs: Inputs, path: str, output_name: str, generic_batch_pairs: int, fold_in: retrieval.FoldIn) -> Plan:
     """Load the model, check it against the data, and choose the path (ScoreConfig documents the settings)."""
     model_file = f"{inputs.model_dir}/{MODEL_FILE}"
     # Keras reports a file that is not a zip archive as "File not found"; say what is wrong instead.
@@ -151,7 +151,7 @@ def choose(inputs: Inputs, path: str, output_name: str, generic_batch_pairs: int
         raise ScoreError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
     model_key = (inputs.model_dir, inputs.model_sha256, inputs.data_dir)
     if retrieval.is_twotower(loaded):
-        return _twotower_plan(loaded, inputs, path, output_name, model_key)
+        return _twotower_plan(loaded, inputs, path, output_name, model_key, fold_in)
     output = output_for(loaded, output_name)
     model = scored_model(loaded, output)
     check_embeddings(model, inputs.vocab_sizes)
@@ -180,7 +180,9 @@ def choose(inputs: Inputs, path: str, output_name: str, generic_batch_pairs: int
     return Plan("generic", reason, "keras", output, payload)
 
 
-def _twotower_plan(model, inputs: Inputs, path: str, output_name: str, model_key: tuple) -> Plan:
+def _twotower_plan(
+    model, inputs: Inputs, path: str, output_name: str, model_key: tuple, fold_in: retrieval.FoldIn
+) -> Plan:
     """A two-tower model ranks by its score output, a dot product: the movie side is computed here, once."""
     if path == "generic":
         raise ScoreError("path=generic: a two-tower model is scored by its towers (path auto or fast)")
@@ -204,6 +206,7 @@ def _twotower_plan(model, inputs: Inputs, path: str, output_name: str, model_key
         movie_ids,
         towers=towers,
         movie_idx=inputs.catalogue[C.MOVIE_IDX].to_numpy(dtype=np.int64),
+        fold_in=fold_in,
     )
     reason = "a two-tower model: user vector . movie vector + movie bias, the user vector from the history"
     return Plan("fast", reason, "dot", retrieval.SCORE_OUTPUT, payload)

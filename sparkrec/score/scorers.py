@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 
 from sparkrec.core import columns as C
 from sparkrec.core.columns import LIKED, RANK, SCORE, WATCHED
@@ -69,16 +70,40 @@ class TwoTowerScorer:
 
     tail = ()
 
-    def __init__(self, towers: retrieval.TwoTower, movie_ids: np.ndarray, movie_idx: np.ndarray):
+    def __init__(
+        self,
+        towers: retrieval.TwoTower,
+        movie_ids: np.ndarray,
+        movie_idx: np.ndarray,
+        fold_in: retrieval.FoldIn,
+    ):
         self.towers = towers
         self.movie_ids = movie_ids
         self.movie_idx = movie_idx  # each catalogue column's movie index: the history the user tower reads
-        self.vector_seconds = 0.0  # CPU time in the user tower, reported apart from the ranking
+        self.fold_in = fold_in
+        # Training's softmax ran over the vocabulary's movies only: so does the fold-in's.
+        self.vocabulary = np.flatnonzero(movie_idx != C.UNKNOWN_INDEX)
+        self.vocabulary_movies = np.ascontiguousarray(towers.movies[self.vocabulary])
+        self.vocabulary_bias = towers.movie_bias[self.vocabulary]
+        self.vector_seconds = 0.0  # CPU time in the user tower and the fold-in, reported apart from the ranking
 
     def vectors(self, block: Block) -> np.ndarray:
+        """The user tower on each user's watched movies; users outside the training sample are then fitted to them."""
         started = time.process_time()
         history = self.movie_idx[block.watched_cols]
         vectors = self.towers.user_vectors(block.offsets, history, block.watched_liked.astype(np.float32))
+        outside = np.flatnonzero(block.user_idx == C.UNKNOWN_INDEX)
+        if self.fold_in.steps and len(outside):
+            cells = np.ones(len(block.watched_cols), np.float32)
+            shape = (len(block.user_idx), len(self.movie_ids))
+            rated = scipy.sparse.csr_matrix((cells, (block.watched_rows, block.watched_cols)), shape=shape)
+            vectors[outside] = retrieval.fold_in(
+                vectors[outside],
+                rated[outside][:, self.vocabulary],
+                self.vocabulary_movies,
+                self.vocabulary_bias,
+                self.fold_in,
+            )
         self.vector_seconds += time.process_time() - started
         return vectors
 

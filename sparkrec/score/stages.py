@@ -64,7 +64,7 @@ def extract(spark: SparkSession, data_dir: str, model_dir: str, timer: StageTime
 def plan(inputs: Inputs, config: ScoreConfig, timer: StageTimer) -> Plan:
     """Load the model, check it against the data, and choose the path (fast when it factorizes)."""
     with timer.stage("model"):
-        return choose(inputs, config.path, config.output_name, config.generic_batch_pairs)
+        return choose(inputs, config.path, config.output_name, config.generic_batch_pairs, config.fold_in)
 
 
 def transform(spark: SparkSession, inputs: Inputs, plan: Plan, config: ScoreConfig, timer: StageTimer) -> Scored:

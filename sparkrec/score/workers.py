@@ -36,6 +36,7 @@ class Payload:
     factorized: Factorized | None = None
     towers: retrieval.TwoTower | None = None
     movie_idx: np.ndarray | None = None  # each catalogue column's movie index (two-tower histories)
+    fold_in: retrieval.FoldIn = retrieval.FoldIn()  # two-tower: fitting users outside the training sample
     model_bytes: bytes | None = None
     catalogue: dict[str, np.ndarray] = field(default_factory=dict)
     output_name: str = "like"
@@ -45,7 +46,7 @@ class Payload:
 def build_scorer(payload: Payload):
     """The two-tower scorer, a FastScorer from the factorized tables, else a KerasScorer from the model file."""
     if payload.towers is not None:
-        return TwoTowerScorer(payload.towers, payload.movie_ids, payload.movie_idx)
+        return TwoTowerScorer(payload.towers, payload.movie_ids, payload.movie_idx, payload.fold_in)
     if payload.factorized is not None:
         return FastScorer(payload.factorized, payload.movie_ids)
     _single_threaded_tensorflow()

@@ -21,6 +21,7 @@ from sparkrec.core.config import ConfigError
 from sparkrec.models import pairwise as M
 from sparkrec.models import saved, twotower
 from sparkrec.models import towers as retrieval
+from sparkrec.score.config import ScoreConfig
 from sparkrec.score.scorers import Block, TwoTowerScorer, recommend_batch, top_k_lists, watched_positions
 from sparkrec.train import callbacks, fitting, towertrain
 from sparkrec.train.candidates import Candidates, Sampler
@@ -329,6 +330,9 @@ def test_fold_in_takes_gradient_steps_on_the_users_own_ratings():
     np.testing.assert_allclose(fitted[:, 0], [0.5 + 0.5 * (1 - np.tanh(0.5)), 0.0, 0.0], rtol=1e-6)
     assert np.array_equal(retrieval.fold_in(start, rated, movies, bias, retrieval.FoldIn(steps=0)), start)
     assert not start.any(), "the caller's vectors are left as they were"
+    for bad in ({"fold_in_steps": -1}, {"fold_in_rate": 0.0}):
+        with pytest.raises(ConfigError, match="fold_in"):
+            ScoreConfig(**bad).validate()
 
 
 def test_scoring_fits_only_the_users_outside_the_sample_to_their_histories():

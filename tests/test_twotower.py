@@ -330,6 +330,9 @@ def test_fold_in_takes_gradient_steps_on_the_users_own_ratings():
     np.testing.assert_allclose(fitted[:, 0], [0.5 + 0.5 * (1 - np.tanh(0.5)), 0.0, 0.0], rtol=1e-6)
     assert np.array_equal(retrieval.fold_in(start, rated, movies, bias, retrieval.FoldIn(steps=0)), start)
     assert not start.any(), "the caller's vectors are left as they were"
+
+
+def test_the_scoring_config_rejects_negative_fold_in_steps_and_a_non_positive_rate():
     for bad in ({"fold_in_steps": -1}, {"fold_in_rate": 0.0}):
         with pytest.raises(ConfigError, match="fold_in"):
             ScoreConfig(**bad).validate()
@@ -346,8 +349,8 @@ def test_scoring_fits_only_the_users_outside_the_sample_to_their_histories():
 
     def likelihood(vectors):
         keys = scorer.towers.keys(vectors).astype(np.float64)
-        log_softmax = keys - np.log(np.exp(keys - keys.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True))
-        log_softmax -= keys.max(axis=1, keepdims=True)
+        shifted = keys - keys.max(axis=1, keepdims=True)
+        log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return [log_softmax[row, cols[rows == row]].mean() for row in np.flatnonzero(outside)]
 
     assert not np.allclose(fitted[outside], tower[outside])

@@ -320,14 +320,19 @@ def test_users_outside_the_sample_get_lists_from_their_histories():
 
 
 def test_fold_in_takes_gradient_steps_on_the_users_own_ratings():
-    """Two movies at +1 and -1 on one axis: the softmax's gradient steps by hand, exact to float32."""
-    movies, bias = np.array([[1.0], [-1.0]], np.float32), np.zeros(2, np.float32)
-    rated = scipy.sparse.csr_matrix(np.array([[1, 0], [0, 0], [1, 1]], np.float32))
+    """Three movies at +1, -1 and 0 on one axis: the gradient steps by hand, exact to float32."""
+    movies, bias = np.array([[1.0], [-1.0], [0.0]], np.float32), np.zeros(3, np.float32)
+    rated = scipy.sparse.csr_matrix(np.array([[1, 0, 1], [0, 0, 0], [1, 1, 1]], np.float32))
     start = np.zeros((3, 1), np.float32)
     fitted = retrieval.fold_in(start, rated, movies, bias, retrieval.FoldIn(steps=2, rate=0.5))
-    # User 0 rated the first movie: 0 -> 0.5 x (1 - 0) -> 0.5 + 0.5 x (1 - tanh(0.5)), the softmax's mean
-    # vector at 0.5 being sigmoid(1) - sigmoid(-1). User 1 rated nothing; user 2 both, which pull evenly.
-    np.testing.assert_allclose(fitted[:, 0], [0.5 + 0.5 * (1 - np.tanh(0.5)), 0.0, 0.0], rtol=1e-6)
+    # User 0 rated the first and the third movie; each competes with the second (unrated) alone. At u,
+    # the first's softmax expects tanh(u), the third's -1 / (1 + e^u): the gradient is the mean of
+    # 1 - tanh(u) and 0 + 1 / (1 + e^u), 0.75 at 0. With the rated movies as each other's rivals too
+    # the first step would be 0.5 x (0.5 - 0) instead. User 1 rated nothing; user 2 rated every
+    # movie, so each rated movie is alone in its softmax and nothing moves them.
+    first = 0.5 * 0.75
+    second = first + 0.5 * 0.5 * ((1 - np.tanh(first)) + 1 / (1 + np.exp(first)))
+    np.testing.assert_allclose(fitted[:, 0], [second, 0.0, 0.0], rtol=1e-6)
     assert np.array_equal(retrieval.fold_in(start, rated, movies, bias, retrieval.FoldIn(steps=0)), start)
     assert not start.any(), "the caller's vectors are left as they were"
 
@@ -348,10 +353,15 @@ def test_scoring_fits_only_the_users_outside_the_sample_to_their_histories():
     assert np.array_equal(fitted[~outside], tower[~outside]), "trained users keep the tower's vector"
 
     def likelihood(vectors):
+        """Each fitted user's mean log-probability of a rated movie among it and the unrated vocabulary movies."""
         keys = scorer.towers.keys(vectors).astype(np.float64)
-        shifted = keys - keys.max(axis=1, keepdims=True)
-        log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        return [log_softmax[row, cols[rows == row]].mean() for row in np.flatnonzero(outside)]
+        means = []
+        for row in np.flatnonzero(outside):
+            rated = np.intersect1d(cols[rows == row], scorer.vocabulary)
+            unrated = np.setdiff1d(scorer.vocabulary, rated)
+            rivals = np.logaddexp.reduce(keys[row, unrated])
+            means.append(np.mean(keys[row, rated] - np.logaddexp(keys[row, rated], rivals)))
+        return means
 
     assert not np.allclose(fitted[outside], tower[outside])
     # A small enough step raises the likelihood of each fitted user's own rated movies.

@@ -74,9 +74,7 @@ def fold_in(
     if not settings.steps or not len(fitted):
         return vectors
     rows, columns = rated[fitted].nonzero()
-    # float32 throughout: a float64 factor would convert the whole movie table at every call.
-    share = (1.0 / counts[fitted]).astype(np.float32)
-    pull = scipy.sparse.csr_matrix((share[rows], (rows, columns)), shape=(len(fitted), len(movies))) @ movies
+    share = (1.0 / counts[fitted]).astype(np.float32)[rows]
     user = vectors[fitted]
     for _ in range(settings.steps):
         # exp(key - row max) in place: one pass fewer over the (users x movies) block than a softmax.
@@ -90,17 +88,15 @@ def fold_in(
         own = weights[rows, columns]
         weights[rows, columns] = 0.0
         unrated = weights.sum(axis=1)
-        # Rated movie i's softmax runs over i and the unrated movies: it expects
-        # (unrated sum of w v + w_i v_i) / (unrated sum of w + w_i).
-        total = unrated[rows] + own
-        unrated_share = np.bincount(rows, unrated[rows] / total, len(fitted)).astype(np.float32) * share
-        own_share = scipy.sparse.csr_matrix(
-            ((own / total) * share[rows], (rows, columns)), shape=(len(fitted), len(movies))
-        )
-        # A user who rated every movie has no unrated one: its share is 0, so is its mean's.
+        # Rated movie i's softmax over i and the unrated movies has the gradient
+        # (1 - its probability) x (v_i - the unrated movies' softmax mean vector): a movie already
+        # far above them pulls no more. A user who rated every movie has no unrated one: no pull.
+        pull = share * unrated[rows] / (unrated[rows] + own)
+        toward = scipy.sparse.csr_matrix((pull, (rows, columns)), shape=weights.shape) @ movies
         unrated_mean = (weights @ movies) / np.maximum(unrated, np.finfo(np.float32).tiny)[:, None]
-        expected = unrated_share[:, None] * unrated_mean + own_share @ movies
-        user += settings.rate * (pull - expected)
+        user += settings.rate * (
+            toward - np.bincount(rows, pull, len(fitted)).astype(np.float32)[:, None] * unrated_mean
+        )
     vectors[fitted] = user
     return vectors
 

@@ -47,7 +47,7 @@ def _relu(x: np.ndarray) -> np.ndarray:
 class FoldIn:
     """Gradient steps fitting a user outside the training sample to their history (0 steps: the tower's vector)."""
 
-    steps: int = 2
+    steps: int = 1
     rate: float = 0.7
 
 

@@ -74,6 +74,7 @@ def fold_in(
     if not settings.steps or not len(fitted):
         return vectors
     rows, columns = rated[fitted].nonzero()
+    # float32 throughout: a float64 factor would convert the whole movie table at every call.
     share = (1.0 / counts[fitted]).astype(np.float32)[rows]
     user = vectors[fitted]
     for _ in range(settings.steps):

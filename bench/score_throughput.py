@@ -20,9 +20,9 @@ UDF plus the local-mode JVM): on a machine shared with other jobs, wall-clock
 rates measure the neighbours too, CPU time does not.
 
 Without --model, models with seeded random weights are built for the data's
-vocabularies (the work does not depend on the weights: the time did by about 7%
-between a random and a trained two-tower model, docs/benchmarks.md); --model
-replaces the two-tower one. Extra --set settings go to every run.
+vocabularies (the arithmetic does not depend on the weights; docs/benchmarks.md
+quotes a trained model's run); --model replaces the two-tower one. Extra --set
+settings go to every run.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Fold-in settings measured on a validation carve of held-out users' histories, never on their test ratings.
 
     python bench/fold_in_carve.py --data PREPARED_DIR --model MODEL_DIR [--users 1000] \
-        [--settings 0:1,2:0.7,2:1] [--ease-lambdas 300,1000]
+        [--settings 0:1,1:0.7:1,2:0.7:0.5] [--ease-lambdas 300,1000]
 
 Takes up to --users users of interactions/ outside the model's training sample
 (seeded) and drops a random 10% of each one's ratings (seed 42): those stand
 for their test ratings, which a choice of settings must not see. The rest is
-split again, 10% (seed 43) as the carve. Each steps:rate setting places the
+split again, 10% (seed 43) as the carve. Each steps:rate[:dislike weight] setting places the
 users by the other 90%, as the scoring job does (`TwoTowerScorer` with that
 fold-in; 0 steps is the user tower alone), ranks the catalogue minus that
 history, and prints NDCG@10 against the carved movies each user liked. EASE
@@ -80,7 +80,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="a prepare output that sampled users")
     parser.add_argument("--model", type=Path, required=True, help="a two-tower model trained on it")
     parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--settings", default="0:1,1:1,2:0.5,2:0.7,2:1,3:0.7", help="steps:rate, comma-separated")
+    parser.add_argument(
+        "--settings",
+        default="0:1,1:0.7:1,1:0.7:0.5,1:0.7,2:0.7",
+        help="steps:rate[:dislike weight], comma-separated (the weight's default: FoldIn's)",
+    )
     parser.add_argument("--ease-lambdas", default="300,1000", help="empty: no EASE")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
@@ -92,11 +96,15 @@ def main() -> None:
     watched = int(users[C.WATCHED].map(len).sum())
     print(f"{len(users)} held-out users with a liked carved movie; {watched} history ratings")
     for setting in args.settings.split(","):
-        steps, rate = setting.split(":")
-        fold_in = retrieval.FoldIn(int(steps), float(rate))
+        steps, rate, *weight = setting.split(":")
+        fold_in = retrieval.FoldIn(int(steps), float(rate), *map(float, weight))
         scorer = TwoTowerScorer(towers, movie_ids, movies[C.MOVIE_IDX].to_numpy(np.int64), fold_in)
         ndcg = ranking.mean_ranking_metrics(top_k_lists(scorer, users, K, BLOCK), relevant, K)[f"ndcg@{K}"]
-        print(f"fold-in {fold_in.steps} steps, rate {fold_in.rate}: NDCG@{K} {ndcg:.4f}", flush=True)
+        print(
+            f"fold-in {fold_in.steps} steps, rate {fold_in.rate}, dislike weight {fold_in.dislike_weight}: "
+            f"NDCG@{K} {ndcg:.4f}",
+            flush=True,
+        )
     if args.ease_lambdas:
         train = read(args.data / "train")
         matrix = ease.Matrix(train, int(train[C.USER_IDX].max()) + 1, EASE_DISLIKE_WEIGHT)

@@ -322,23 +322,31 @@ def test_users_outside_the_sample_get_lists_from_their_histories():
 def test_fold_in_takes_gradient_steps_on_the_users_own_ratings():
     """Three movies at +1, -1 and 0 on one axis: the gradient steps by hand, exact to float32."""
     movies, bias = np.array([[1.0], [-1.0], [0.0]], np.float32), np.zeros(3, np.float32)
-    rated = scipy.sparse.csr_matrix(np.array([[1, 0, 1], [0, 0, 0], [1, 1, 1]], np.float32))
-    start = np.zeros((3, 1), np.float32)
+    rated = scipy.sparse.csr_matrix(np.array([[1, 0, 1], [0, 0, 0], [1, 1, 1], [1, 0, 0.25]], np.float32))
+    start = np.zeros((4, 1), np.float32)
     fitted = retrieval.fold_in(start, rated, movies, bias, retrieval.FoldIn(steps=2, rate=0.5))
     # User 0 rated the first and the third movie; each competes with the second (unrated) alone. At u,
     # the first's softmax expects tanh(u), the third's -1 / (1 + e^u): the gradient is the mean of
     # 1 - tanh(u) and 0 + 1 / (1 + e^u), 0.75 at 0. With the rated movies as each other's rivals too
     # the first step would be 0.5 x (0.5 - 0) instead. User 1 rated nothing; user 2 rated every
-    # movie, so each rated movie is alone in its softmax and nothing moves them.
-    first = 0.5 * 0.75
-    second = first + 0.5 * 0.5 * ((1 - np.tanh(first)) + 1 / (1 + np.exp(first)))
-    np.testing.assert_allclose(fitted[:, 0], [second, 0.0, 0.0], rtol=1e-6)
+    # movie, so each rated movie is alone in its softmax and nothing moves them. User 3 rated what
+    # user 0 did, the third movie weighing 0.25 (a dislike): the same terms in a weighted mean.
+
+    def gradient(u, third_weight):
+        return ((1 - np.tanh(u)) + third_weight / (1 + np.exp(u))) / (1 + third_weight)
+
+    def two_steps(third_weight):
+        first = 0.5 * gradient(0.0, third_weight)
+        return first + 0.5 * gradient(first, third_weight)
+
+    assert 0.5 * gradient(0.0, 1.0) == 0.5 * 0.75
+    np.testing.assert_allclose(fitted[:, 0], [two_steps(1.0), 0.0, 0.0, two_steps(0.25)], rtol=1e-6)
     assert np.array_equal(retrieval.fold_in(start, rated, movies, bias, retrieval.FoldIn(steps=0)), start)
     assert not start.any(), "the caller's vectors are left as they were"
 
 
-def test_the_scoring_config_rejects_negative_fold_in_steps_and_a_non_positive_rate():
-    for bad in ({"fold_in_steps": -1}, {"fold_in_rate": 0.0}):
+def test_the_scoring_config_rejects_negative_fold_in_steps_and_non_positive_rates_or_weights():
+    for bad in ({"fold_in_steps": -1}, {"fold_in_rate": 0.0}, {"fold_in_dislike_weight": 0.0}):
         with pytest.raises(ConfigError, match="fold_in"):
             ScoreConfig(**bad).validate()
 
@@ -353,20 +361,39 @@ def test_scoring_fits_only_the_users_outside_the_sample_to_their_histories():
     assert np.array_equal(fitted[~outside], tower[~outside]), "trained users keep the tower's vector"
 
     def likelihood(vectors):
-        """Each fitted user's mean log-probability of a rated movie among it and the unrated vocabulary movies."""
+        """Each fitted user's weighted mean log-probability of a rated movie among it and the unrated vocabulary
+        movies (a liked movie weighs 1, another the fold-in's dislike weight)."""
         keys = scorer.towers.keys(vectors).astype(np.float64)
         means = []
         for row in np.flatnonzero(outside):
-            rated = np.intersect1d(cols[rows == row], scorer.vocabulary)
+            mine = rows == row
+            rated, at = np.intersect1d(cols[mine], scorer.vocabulary, return_indices=True)[:2]
+            weight = np.where(liked[mine][at], 1.0, scorer.fold_in.dislike_weight)
             unrated = np.setdiff1d(scorer.vocabulary, rated)
             rivals = np.logaddexp.reduce(keys[row, unrated])
-            means.append(np.mean(keys[row, rated] - np.logaddexp(keys[row, rated], rivals)))
+            means.append(np.average(keys[row, rated] - np.logaddexp(keys[row, rated], rivals), weights=weight))
         return means
 
     assert not np.allclose(fitted[outside], tower[outside])
     # A small enough step raises the likelihood of each fitted user's own rated movies.
     small = TwoTowerScorer(scorer.towers, scorer.movie_ids, scorer.movie_idx, retrieval.FoldIn(steps=1, rate=1e-3))
     assert all(after > before for after, before in zip(likelihood(small.vectors(block)), likelihood(tower)))
+
+
+def test_fold_in_weighs_a_users_disliked_movies_by_the_dislike_weight():
+    """userId 2 liked two of their four movies, userId 3 neither of their two: only the first has a mix to weigh."""
+    scorer, users = scorer_and_users()
+    _, rows, cols, liked = watched_positions(users, scorer.movie_ids)
+    block = Block(users[C.USER_IDX].to_numpy(), rows, cols, liked)
+
+    def fitted(weight):
+        return TwoTowerScorer(
+            scorer.towers, scorer.movie_ids, scorer.movie_idx, retrieval.FoldIn(dislike_weight=weight)
+        )
+
+    even, weighted = fitted(1.0).vectors(block), fitted(0.25).vectors(block)
+    assert not np.allclose(even[1], weighted[1])
+    np.testing.assert_allclose(even[2], weighted[2], rtol=1e-6)
 
 
 def test_a_twotower_block_can_be_scored_from_liked_flags_alone():

@@ -45,37 +45,46 @@ def _relu(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FoldIn:
-    """Gradient steps fitting a user outside the training sample to their history (0 steps: the tower's vector)."""
+    """Gradient steps fitting a user outside the training sample to their history (0 steps: the tower's vector).
+
+    In the objective a rated movie the user liked weighs 1 and one they did
+    not like `dislike_weight`: the lists are judged by the movies a user will
+    like (docs/results.md).
+    """
 
     steps: int = 1
     rate: float = 0.7
+    dislike_weight: float = 0.25
 
 
 def fold_in(
     vectors: np.ndarray, rated: scipy.sparse.csr_matrix, movies: np.ndarray, bias: np.ndarray, settings: FoldIn
 ) -> np.ndarray:
-    """`vectors` after gradient steps on the mean log-probability of each user's rated movies.
+    """`vectors` after gradient steps on the weighted mean log-probability of each user's rated movies.
 
     `movies` and `bias` are the softmax's movies (rows of the scored
-    catalogue), `rated` is (users, those movies), nonzero where the user rated
-    the movie; a user who rated none keeps their vector. Each rated movie's
+    catalogue), `rated` is (users, those movies): each movie the user rated
+    is a stored entry, its value its weight in the mean (> 0); a user who
+    rated none keeps their vector. Each rated movie's
     probability is a softmax over itself and the movies the user did not rate,
     as in training, where each target competes with every movie outside the
     history it is predicted from: the user's other rated movies are not its
     rivals. (With them as rivals, the fitted users ranked lower on the
     held-out carve of docs/results.md.) The gradient of one user's objective
-    is the mean vector of their rated movies minus the mean, over them, of the
-    vector each one's softmax expects, so each step pulls the user towards
-    what they rated and away from what the model would rank above it.
+    is the weighted mean vector of their rated movies minus the weighted mean,
+    over them, of the vector each one's softmax expects, so each step pulls
+    the user towards what they rated and away from what the model would rank
+    above it.
     """
-    counts = np.asarray(rated.getnnz(axis=1))
-    fitted = np.flatnonzero(counts)
+    fitted = np.flatnonzero(np.diff(rated.indptr))
     vectors = vectors.copy()
     if not settings.steps or not len(fitted):
         return vectors
-    rows, columns = rated[fitted].nonzero()
+    own_rows = rated[fitted]
+    rows = np.repeat(np.arange(len(fitted)), np.diff(own_rows.indptr))
+    columns = own_rows.indices
     # float32 throughout: a float64 factor would convert the whole movie table at every call.
-    share = (1.0 / counts[fitted]).astype(np.float32)[rows]
+    share = (own_rows.data / np.bincount(rows, own_rows.data, len(fitted))[rows]).astype(np.float32)
     user = vectors[fitted]
     for _ in range(settings.steps):
         # exp(key - row max) in place: one pass fewer over the (users x movies) block than a softmax.

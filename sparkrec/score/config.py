@@ -31,22 +31,24 @@ class ScoreConfig:
     tower_block_users: int = 256
     fold_in_steps: int = FoldIn.steps
     fold_in_rate: float = FoldIn.rate
+    fold_in_dislike_weight: float = FoldIn.dislike_weight
     generic_batch_pairs: int = 65536
     partitions: int = 0
     export: Literal["none", "csv", "json"] = "none"
 
     @property
     def fold_in(self) -> FoldIn:
-        return FoldIn(self.fold_in_steps, self.fold_in_rate)
+        return FoldIn(self.fold_in_steps, self.fold_in_rate, self.fold_in_dislike_weight)
 
     def validate(self) -> None:
         positive = ("top_k", "arrow_batch_users", "block_users", "tower_block_users", "generic_batch_pairs")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.fold_in_steps < 0 or not self.fold_in_rate > 0:
+        if self.fold_in_steps < 0 or not self.fold_in_rate > 0 or not self.fold_in_dislike_weight > 0:
             raise ConfigError(
-                f"fold_in_steps must be >= 0 and fold_in_rate > 0, got {self.fold_in_steps} and {self.fold_in_rate}"
+                "fold_in_steps must be >= 0, fold_in_rate and fold_in_dislike_weight > 0, got "
+                f"{self.fold_in_steps}, {self.fold_in_rate} and {self.fold_in_dislike_weight}"
             )
         if self.limit_users < 0 or self.partitions < 0:
             raise ConfigError("limit_users and partitions must be >= 0 (0: no limit, automatic)")

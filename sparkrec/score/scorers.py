@@ -94,7 +94,7 @@ class TwoTowerScorer:
         vectors = self.towers.user_vectors(block.offsets, history, block.watched_liked.astype(np.float32))
         outside = np.flatnonzero(block.user_idx == C.UNKNOWN_INDEX)
         if self.fold_in.steps and len(outside):
-            cells = np.ones(len(block.watched_cols), np.float32)
+            cells = np.where(block.watched_liked, 1.0, self.fold_in.dislike_weight).astype(np.float32)
             shape = (len(block.user_idx), len(self.movie_ids))
             rated = scipy.sparse.csr_matrix((cells, (block.watched_rows, block.watched_cols)), shape=shape)
             vectors[outside] = retrieval.fold_in(

@@ -44,7 +44,7 @@ class TrainConfig:
     max_targets: int = 64
     max_history: int = 512
     history_keep_min: float = 0.5
-    dislike_weight: float = 1.0
+    dislike_weight: float = 0.5
     like_weight: float = 1.0
     tower_rating_weight: float = 0.5
     sampled_negatives: int = 2048

@@ -1,12 +1,12 @@
 """Fold-in settings measured on a validation carve of held-out users' histories, never on their test ratings.
 
     python bench/fold_in_carve.py --data PREPARED_DIR --model MODEL_DIR [--users 1000] \
-        [--settings 0:1,1:0.7:1,2:0.7:0.5] [--ease-lambdas 300,1000]
+        [--settings 0:1,1:0.7:1:1,2:0.7:0.25:0.99] [--ease-lambdas 300,1000]
 
 Takes up to --users users of interactions/ outside the model's training sample
 (seeded) and drops a random 10% of each one's ratings (seed 42): those stand
 for their test ratings, which a choice of settings must not see. The rest is
-split again, 10% (seed 43) as the carve. Each steps:rate[:dislike weight] setting places the
+split again, 10% (seed 43) as the carve. Each steps:rate[:dislike weight[:energy]] setting places the
 users by the other 90%, as the scoring job does (`TwoTowerScorer` with that
 fold-in; 0 steps is the user tower alone), ranks the catalogue minus that
 history, and prints NDCG@10 against the carved movies each user liked. EASE
@@ -82,8 +82,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument(
         "--settings",
-        default="0:1,1:0.7:1,1:0.7:0.5,1:0.7,2:0.7",
-        help="steps:rate[:dislike weight], comma-separated (the weight's default: FoldIn's)",
+        default="0:1,1:0.7:0.25:1,2:0.7:0.25:1,2:0.7",
+        help="steps:rate[:dislike weight[:energy]], comma-separated (defaults: FoldIn's)",
     )
     parser.add_argument("--ease-lambdas", default="300,1000", help="empty: no EASE")
     parser.add_argument("--seed", type=int, default=42)
@@ -101,7 +101,8 @@ def main() -> None:
         scorer = TwoTowerScorer(towers, movie_ids, movies[C.MOVIE_IDX].to_numpy(np.int64), fold_in)
         ndcg = ranking.mean_ranking_metrics(top_k_lists(scorer, users, K, BLOCK), relevant, K)[f"ndcg@{K}"]
         print(
-            f"fold-in {fold_in.steps} steps, rate {fold_in.rate}, dislike weight {fold_in.dislike_weight}: "
+            f"fold-in {fold_in.steps} steps, rate {fold_in.rate}, dislike weight {fold_in.dislike_weight}, "
+            f"energy {fold_in.energy} (width {len(scorer.vocabulary_movies[0])}): "
             f"NDCG@{K} {ndcg:.4f}",
             flush=True,
         )

@@ -345,8 +345,47 @@ def test_fold_in_takes_gradient_steps_on_the_users_own_ratings():
     assert not start.any(), "the caller's vectors are left as they were"
 
 
-def test_the_scoring_config_rejects_negative_fold_in_steps_and_non_positive_rates_or_weights():
-    for bad in ({"fold_in_steps": -1}, {"fold_in_rate": 0.0}, {"fold_in_dislike_weight": 0.0}):
+def test_the_principal_basis_keeps_the_fewest_directions_holding_the_energy():
+    """Rows along two axes with singular values 3 and 1: the first direction holds 9/10 of the energy."""
+    movies = np.array([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
+    first = retrieval.principal_basis(movies, 0.9)
+    assert first.shape == (3, 1)
+    np.testing.assert_allclose(np.abs(first[:, 0]), [1.0, 0.0, 0.0])
+    both = retrieval.principal_basis(movies, 0.95)
+    assert both.shape == (3, 2)
+    np.testing.assert_allclose(np.abs(both), [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], atol=1e-7)
+    assert retrieval.principal_basis(movies, 1.0) is None, "energy 1: the vectors themselves"
+    assert retrieval.principal_basis(np.zeros((2, 3), np.float32), 0.9) is None
+    assert retrieval.principal_basis(np.where(movies > 2, np.nan, movies), 0.9) is None
+
+
+def test_fold_in_in_a_basis_that_spans_the_movies_equals_the_full_space_fold_in():
+    """Movies in a 2-d subspace of 4-d: their projections are themselves, and so are the steps; a user's
+    component outside the subspace stays as it was."""
+    rng = np.random.default_rng(5)
+    movies = (rng.normal(size=(6, 2)) @ rng.normal(size=(2, 4))).astype(np.float32)
+    bias = rng.normal(size=6).astype(np.float32)
+    rated = scipy.sparse.csr_matrix(np.array([[1, 0, 0.25, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 1, 0.25]], np.float32))
+    start = rng.normal(size=(3, 4)).astype(np.float32)
+    settings = retrieval.FoldIn(steps=2, rate=0.5)
+    basis = retrieval.principal_basis(movies, 0.999)
+    assert basis.shape == (4, 2)
+    projected = retrieval.fold_in(start, rated, movies @ basis, bias, settings, basis)
+    np.testing.assert_allclose(projected, retrieval.fold_in(start, rated, movies, bias, settings), rtol=1e-5, atol=1e-6)
+    outside = np.eye(4, dtype=np.float32) - basis @ basis.T
+    np.testing.assert_allclose((projected - start) @ outside, 0.0, atol=1e-6)
+    assert not np.allclose(projected[[0, 2]], start[[0, 2]]) and np.array_equal(projected[1], start[1])
+
+
+def test_the_scoring_config_rejects_negative_fold_in_steps_non_positive_rates_or_weights_and_energies_outside_0_1():
+    bad_settings = (
+        {"fold_in_steps": -1},
+        {"fold_in_rate": 0.0},
+        {"fold_in_dislike_weight": 0.0},
+        {"fold_in_energy": 0.0},
+        {"fold_in_energy": 1.5},
+    )
+    for bad in bad_settings:
         with pytest.raises(ConfigError, match="fold_in"):
             ScoreConfig(**bad).validate()
 
@@ -375,8 +414,9 @@ def test_scoring_fits_only_the_users_outside_the_sample_to_their_histories():
         return means
 
     assert not np.allclose(fitted[outside], tower[outside])
-    # A small enough step raises the likelihood of each fitted user's own rated movies.
-    small = TwoTowerScorer(scorer.towers, scorer.movie_ids, scorer.movie_idx, retrieval.FoldIn(steps=1, rate=1e-3))
+    # A small enough step raises the likelihood of each fitted user's own rated movies (in the full space).
+    exact = retrieval.FoldIn(steps=1, rate=1e-3, energy=1.0)
+    small = TwoTowerScorer(scorer.towers, scorer.movie_ids, scorer.movie_idx, exact)
     assert all(after > before for after, before in zip(likelihood(small.vectors(block)), likelihood(tower)))
 
 

@@ -49,16 +49,43 @@ class FoldIn:
 
     In the objective a rated movie the user liked weighs 1 and one they did
     not like `dislike_weight`: the lists are judged by the movies a user will
-    like (docs/results.md).
+    like (docs/results.md). The softmax reads the movie vectors' projections
+    onto their fewest principal directions that keep `energy` of their squared
+    singular values (`principal_basis`; 1: the vectors themselves).
     """
 
-    steps: int = 1
+    steps: int = 2
     rate: float = 0.7
     dislike_weight: float = 0.25
+    energy: float = 0.99
+
+
+def principal_basis(movies: np.ndarray, energy: float) -> np.ndarray | None:
+    """(d, r) orthonormal columns: the fewest principal directions of `movies`' rows that keep `energy` of their
+    squared singular values; None (the steps run in the full space) at energy 1, or when the rows are all
+    zero or not all finite (an SVD would fail).
+
+    A trained model's movie vectors are close to low-rank (at the paper's protocol 84 of 256
+    directions keep 99%, docs/results.md), and a fold-in step's two matrix products cost in
+    proportion to the width they run at.
+    """
+    if energy >= 1.0 or not np.isfinite(movies).all():
+        return None
+    _, singular, directions = np.linalg.svd(movies.astype(np.float64), full_matrices=False)
+    total = np.sum(singular**2)
+    if not total:
+        return None
+    rank = min(int(np.searchsorted(np.cumsum(singular**2) / total, energy)) + 1, len(singular))
+    return np.ascontiguousarray(directions[:rank].T, dtype=np.float32)
 
 
 def fold_in(
-    vectors: np.ndarray, rated: scipy.sparse.csr_matrix, movies: np.ndarray, bias: np.ndarray, settings: FoldIn
+    vectors: np.ndarray,
+    rated: scipy.sparse.csr_matrix,
+    movies: np.ndarray,
+    bias: np.ndarray,
+    settings: FoldIn,
+    basis: np.ndarray | None = None,
 ) -> np.ndarray:
     """`vectors` after gradient steps on the weighted mean log-probability of each user's rated movies.
 
@@ -75,6 +102,10 @@ def fold_in(
     over them, of the vector each one's softmax expects, so each step pulls
     the user towards what they rated and away from what the model would rank
     above it.
+
+    With a `basis` (d, r), `movies` are given in its coordinates (movie
+    vectors @ basis): the steps then ascend the objective of the movies'
+    projections onto it, and move each user within it.
     """
     fitted = np.flatnonzero(np.diff(rated.indptr))
     vectors = vectors.copy()
@@ -85,7 +116,8 @@ def fold_in(
     columns = own_rows.indices
     # float32 throughout: a float64 factor would convert the whole movie table at every call.
     share = (own_rows.data / np.bincount(rows, own_rows.data, len(fitted))[rows]).astype(np.float32)
-    user = vectors[fitted]
+    start = vectors[fitted]
+    user = start if basis is None else start @ basis
     for _ in range(settings.steps):
         # exp(key - row max) in place: one pass fewer over the (users x movies) block than a softmax.
         weights = user @ movies.T
@@ -107,7 +139,7 @@ def fold_in(
         user += settings.rate * (
             toward - np.bincount(rows, pull, len(fitted)).astype(np.float32)[:, None] * unrated_mean
         )
-    vectors[fitted] = user
+    vectors[fitted] = user if basis is None else start + (user - start @ basis) @ basis.T
     return vectors
 
 

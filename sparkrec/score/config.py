@@ -32,13 +32,14 @@ class ScoreConfig:
     fold_in_steps: int = FoldIn.steps
     fold_in_rate: float = FoldIn.rate
     fold_in_dislike_weight: float = FoldIn.dislike_weight
+    fold_in_energy: float = FoldIn.energy
     generic_batch_pairs: int = 65536
     partitions: int = 0
     export: Literal["none", "csv", "json"] = "none"
 
     @property
     def fold_in(self) -> FoldIn:
-        return FoldIn(self.fold_in_steps, self.fold_in_rate, self.fold_in_dislike_weight)
+        return FoldIn(self.fold_in_steps, self.fold_in_rate, self.fold_in_dislike_weight, self.fold_in_energy)
 
     def validate(self) -> None:
         positive = ("top_k", "arrow_batch_users", "block_users", "tower_block_users", "generic_batch_pairs")
@@ -50,5 +51,7 @@ class ScoreConfig:
                 "fold_in_steps must be >= 0, fold_in_rate and fold_in_dislike_weight > 0, got "
                 f"{self.fold_in_steps}, {self.fold_in_rate} and {self.fold_in_dislike_weight}"
             )
+        if not 0 < self.fold_in_energy <= 1:
+            raise ConfigError(f"fold_in_energy must be in (0, 1], got {self.fold_in_energy}")
         if self.limit_users < 0 or self.partitions < 0:
             raise ConfigError("limit_users and partitions must be >= 0 (0: no limit, automatic)")

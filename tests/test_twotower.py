@@ -365,7 +365,8 @@ def test_fold_in_in_a_basis_that_spans_the_movies_equals_the_full_space_fold_in(
     rng = np.random.default_rng(5)
     movies = (rng.normal(size=(6, 2)) @ rng.normal(size=(2, 4))).astype(np.float32)
     bias = rng.normal(size=6).astype(np.float32)
-    rated = scipy.sparse.csr_matrix(np.array([[1, 0, 0.25, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 1, 0.25]], np.float32))
+    weights = [[1, 0, 0.25, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 1, 0.25]]
+    rated = scipy.sparse.csr_matrix(np.array(weights, np.float32))
     start = rng.normal(size=(3, 4)).astype(np.float32)
     settings = retrieval.FoldIn(steps=2, rate=0.5)
     basis = retrieval.principal_basis(movies, 0.999)

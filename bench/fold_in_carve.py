@@ -102,7 +102,7 @@ def main() -> None:
         ndcg = ranking.mean_ranking_metrics(top_k_lists(scorer, users, K, BLOCK), relevant, K)[f"ndcg@{K}"]
         print(
             f"fold-in {fold_in.steps} steps, rate {fold_in.rate}, dislike weight {fold_in.dislike_weight}, "
-            f"energy {fold_in.energy} (width {len(scorer.vocabulary_movies[0])}): "
+            f"energy {fold_in.energy} (width {scorer.vocabulary_movies.shape[1]}): "
             f"NDCG@{K} {ndcg:.4f}",
             flush=True,
         )

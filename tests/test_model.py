@@ -158,6 +158,16 @@ def test_log_loss_is_the_mean_binary_cross_entropy_with_clipping():
     assert metrics.log_loss([1], [0.0]) == pytest.approx(-math.log(metrics.EPSILON))
 
 
+def test_the_logit_scale_is_the_temperature_that_fits_the_label_rates():
+    """Logits +2 and -2, each with three of four labels on its side: sigmoid(2a) must be 3/4, so a = ln(3) / 2."""
+    logits = np.array([2.0] * 4 + [-2.0] * 4)
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 1])
+    assert metrics.logit_scale(labels, logits) == pytest.approx(math.log(3) / 2, abs=1e-5)
+    assert metrics.logit_scale(labels, 3 * logits) == pytest.approx(math.log(3) / 6, abs=1e-5)
+    assert metrics.logit_scale(labels, np.zeros(8)) == 1.0, "no logit to scale"
+    assert metrics.logit_scale([], []) == 1.0
+
+
 def test_regression_metrics_and_empty_denominators():
     assert metrics.rmse([1, 2, 3], [1, 2, 5]) == pytest.approx(math.sqrt(4 / 3))
     assert metrics.mae([1, 2, 3], [2, 2, 5]) == 1.0

@@ -17,6 +17,7 @@ import scipy.sparse
 import tensorflow as tf
 
 from sparkrec.core import columns as C
+from sparkrec.core import metrics
 from sparkrec.core.config import ConfigError
 from sparkrec.models import pairwise as M
 from sparkrec.models import saved, twotower
@@ -234,6 +235,25 @@ def test_numpy_towers_equal_keras_on_sampled_pairs():
     blocked = towers.heads(vectors, rows, columns, block=7)  # 96 rows: 13 full blocks and a partial one
     np.testing.assert_allclose(blocked[0], like, rtol=1e-6)
     np.testing.assert_allclose(blocked[1], stars, rtol=1e-6)
+
+
+def test_calibrating_the_like_head_scales_its_logit_in_the_model_and_its_arrays():
+    model = randomized_model()
+    catalogue = literal_catalogue()
+    towers = twotower.arrays(model, catalogue)
+    rng = np.random.default_rng(8)
+    vectors = rng.normal(size=(6, 8)).astype(np.float32)
+    users, columns = np.repeat(np.arange(6), 10), rng.integers(1, 40, 60)
+    like, _ = towers.heads(vectors, users, columns)
+    labels = (rng.random(60) < 0.5).astype(np.float64)
+    record = twotower.calibrate_like(model, labels, like)
+    scale = record["like_logit_scale"]
+    assert scale == pytest.approx(metrics.logit_scale(labels, np.log(like) - np.log1p(-like)))
+    assert record["log_loss_after"] <= record["log_loss_before"]
+    calibrated, _ = twotower.arrays(model, catalogue).heads(vectors, users, columns)
+    np.testing.assert_allclose(calibrated, metrics.sigmoid(scale * (np.log(like) - np.log1p(-like))), atol=1e-5)
+    assert np.array_equal(calibrated >= 0.5, like >= 0.5), "a positive scale changes no like decision"
+    assert record["log_loss_after"] == pytest.approx(metrics.log_loss(labels, calibrated), abs=1e-5)
 
 
 def test_history_pooling_skips_padding_and_pools_each_group():
@@ -469,6 +489,9 @@ def test_the_training_job_trains_and_validates_by_ranking(tower_model, prepared_
     like = document["test"][twotower.LIKE_OUTPUT]
     assert like["rows"] == read_json(prepared_small / "manifest.json")["rows"]["test"]
     assert like["accuracy"] > document["test"]["baselines"]["majority_accuracy"]
+    calibration = document["test"]["calibration"]
+    assert calibration["like_logit_scale"] > 0
+    assert calibration["log_loss_after"] <= calibration["log_loss_before"], "fitted on the holdout it scores"
     assert 0 < document["test"][twotower.RATING_OUTPUT]["rmse"] < 1.3
     assert retrieval.is_twotower(saved.load(tower_model / "model.keras"))
     assert not (tower_model / "importance.json").exists()

@@ -9,6 +9,7 @@ classification metrics and `p` the predicted probability of class 1.
 from __future__ import annotations
 
 import numpy as np
+import scipy.optimize
 
 # Probabilities are clipped this far from 0 and 1 so one confident mistake
 # costs a large but finite log loss (the value Keras and scikit-learn use).
@@ -85,6 +86,24 @@ def _average_ranks(scores: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(scores))
     ranks[order] = np.repeat(mean_rank, ends - starts)
     return ranks
+
+
+def logit_scale(y_true, logits) -> float:
+    """The factor a > 0 that minimizes the log loss of sigmoid(a x logit): temperature scaling (Guo et al., 2017).
+
+    A positive factor keeps the sign of every logit, so the decisions at 0.5 (accuracy) and the order
+    (AUC) stay as they are; only how sure the probabilities are changes. The loss is convex in a;
+    it is searched over [0.01, 100] (labels a logit separates perfectly push a to the bound).
+    """
+    y, z = _flat(y_true).astype(np.float64), _flat(logits).astype(np.float64)
+    if not len(y) or not z.any():
+        return 1.0
+
+    def loss(a: float) -> float:
+        return float(np.mean(np.logaddexp(0.0, a * z) - y * a * z))
+
+    found = scipy.optimize.minimize_scalar(loss, bounds=(0.01, 100.0), method="bounded", options={"xatol": 1e-6})
+    return float(found.x)
 
 
 def log_loss(y_true, p) -> float:

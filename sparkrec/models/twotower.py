@@ -32,6 +32,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from sparkrec.core import columns as C
+from sparkrec.core import metrics
 from sparkrec.models.pairwise import GENRE_FLAGS, INPUT_COLUMNS, TAG_IDX, Rescale
 from sparkrec.models.towers import HISTORY_LIKE, HISTORY_MOVIE, MODEL_NAME, SCORE_OUTPUT, USER_INPUTS, Dense, TwoTower
 
@@ -180,6 +181,25 @@ def _clone_inputs(model: keras.Model) -> list:
 def parts(model: keras.Model) -> tuple[keras.Model, keras.Model, keras.Model]:
     """The user tower, movie tower and like head of a (built or loaded) two-tower model."""
     return model.get_layer("user_tower"), model.get_layer("movie_tower"), model.get_layer("like_head")
+
+
+def calibrate_like(model: keras.Model, labels: np.ndarray, like: np.ndarray) -> dict[str, float]:
+    """Scales the like head's logit by the factor that best fits `like` (P(like) of held-out rated rows) to `labels`.
+
+    The kernel and bias of its last layer are multiplied by the factor, so the saved model and its
+    arrays (`arrays`) carry it without a new layer. Returns the factor and the log loss on those
+    rows before and after.
+    """
+    p = np.clip(np.asarray(like, dtype=np.float64), metrics.EPSILON, 1 - metrics.EPSILON)
+    logits = np.log(p) - np.log1p(-p)
+    scale = metrics.logit_scale(labels, logits)
+    layer = parts(model)[2].get_layer("like_logit")
+    layer.set_weights([weight * np.asarray(scale, dtype=weight.dtype) for weight in layer.get_weights()])
+    return {
+        "like_logit_scale": scale,
+        "log_loss_before": metrics.log_loss(labels, p),
+        "log_loss_after": metrics.log_loss(labels, metrics.sigmoid(scale * logits)),
+    }
 
 
 def movie_table(catalogue: dict[str, np.ndarray], movie_vocab: int) -> dict[str, np.ndarray]:

@@ -47,6 +47,7 @@ class TrainConfig:
     dislike_weight: float = 0.5
     like_weight: float = 1.0
     tower_rating_weight: float = 0.5
+    calibrate_like: bool = True
     sampled_negatives: int = 2048
     validation_users: int = 2000
     validation_fraction: float = 0.05

@@ -7,8 +7,10 @@ evaluation's own question on the training job's holdout: each holdout user
 with a liked holdout movie ranks every catalogue movie not in their history,
 scored by NDCG@k against those liked movies (`val_ndcg@k`, the default
 early-stopping monitor), and the like head's accuracy and AUC on the holdout
-ratings. Test metrics read the like and rating heads on the test ratings,
-each user placed by their whole train history.
+ratings. After the fit, the like head's logit is scaled to fit the holdout's
+labels (`calibrate_like`: the kept epoch is chosen by ranking, not by how well
+its probabilities are calibrated). Test metrics read the like and rating heads
+on the test ratings, each user placed by their whole train history.
 """
 
 from __future__ import annotations
@@ -306,6 +308,18 @@ def fitting(
     train_like_rate = float(np.concatenate([fit_part[C.LIKE], held[C.LIKE]]).mean())
     majority = 1.0 if train_like_rate >= 0.5 else 0.0
     monitor = {"ndcg": f"val_ndcg@{VALIDATION_K}", "accuracy": "val_like_accuracy", "auc": "val_like_auc"}
+    calibration = {}
+
+    def calibrate() -> None:
+        # The kept epoch is chosen by ranking, and its like head is often overconfident by then.
+        if config.calibrate_like and len(held[C.LIKE]):
+            like, _ = head_predictions(twotower.arrays(reader(), catalogue.inputs), fit_histories, catalogue, held)
+            calibration.update(twotower.calibrate_like(model, held[C.LIKE], like))
+
+    def measure() -> dict:
+        measured = test_metrics(reader(), histories(merged(fit_part, held), users), catalogue, test, majority)
+        return {**measured, "calibration": calibration} if calibration else measured
+
     return Fitting(
         trainer=trainer,
         batches=lambda first: feed.dataset(first, config.epochs),
@@ -314,6 +328,7 @@ def fitting(
         monitor=(monitor[config.monitor], "max"),
         validation=None,
         measures=[validation],
-        test=lambda: test_metrics(reader(), histories(merged(fit_part, held), users), catalogue, test, majority),
+        test=measure,
         importance=lambda: None,
+        finish=calibrate,
     )

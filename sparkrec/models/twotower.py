@@ -190,7 +190,9 @@ def calibrate_like(model: keras.Model, labels: np.ndarray, like: np.ndarray) -> 
     arrays (`arrays`) carry it without a new layer. Returns the factor and the log loss on those
     rows before and after.
     """
-    p = np.clip(np.asarray(like, dtype=np.float64), metrics.EPSILON, 1 - metrics.EPSILON)
+    # heads() gives float64 sigmoids of float32 logits: clipped this close to 0 and 1 they still give the
+    # logits back up to about 34 (metrics.EPSILON would cut them at 16, and misstate a confident head's loss).
+    p = np.clip(np.asarray(like, dtype=np.float64), 1e-15, 1 - 1e-15)
     logits = np.log(p) - np.log1p(-p)
     scale = metrics.logit_scale(labels, logits)
     layer = parts(model)[2].get_layer("like_logit")

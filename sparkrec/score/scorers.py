@@ -85,7 +85,8 @@ class TwoTowerScorer:
         self.vocabulary = np.flatnonzero(movie_idx != C.UNKNOWN_INDEX)
         movies = towers.movies[self.vocabulary]
         # The fold-in's steps run in the movies' principal directions: far fewer than d of them keep 99%.
-        self.basis = retrieval.principal_basis(movies, fold_in.energy)
+        # Without steps there is nothing to run in them, and no SVD to pay for in every worker.
+        self.basis = retrieval.principal_basis(movies, fold_in.energy) if fold_in.steps else None
         self.vocabulary_movies = np.ascontiguousarray(movies if self.basis is None else movies @ self.basis)
         self.vocabulary_bias = towers.movie_bias[self.vocabulary]
         self.vector_seconds = 0.0  # CPU time in the user tower and the fold-in, reported apart from the ranking

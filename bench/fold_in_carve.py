@@ -28,19 +28,12 @@ from sparkrec.models import saved, twotower
 from sparkrec.models import towers as retrieval
 from sparkrec.score.keras_io import catalogue_inputs
 from sparkrec.score.scorers import TwoTowerScorer, top_k_lists
-from sparkrec.train.dataset import parquet_files
+from sparkrec.train.dataset import DataError, read_frame
 
 K = 10
 SHARE = 0.1
 BLOCK = 256
 EASE_DISLIKE_WEIGHT = 0.5
-
-
-def read(directory: Path) -> pd.DataFrame:
-    files = parquet_files(directory)
-    if not files:
-        raise SystemExit(f"fold_in_carve: no Parquet files in {directory}")
-    return pd.concat(pd.read_parquet(f) for f in files).reset_index(drop=True)
 
 
 def split(rows: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -54,8 +47,8 @@ def carve(data: Path, users: int, seed: int) -> tuple[pd.DataFrame, dict[int, se
 
     Only users with a liked carved movie are kept.
     """
-    interactions = read(data / "interactions")
-    trained = read(data / "vocab" / "user")[C.USER_ID].to_numpy()
+    interactions = read_frame(data / "interactions")
+    trained = read_frame(data / "vocab" / "user")[C.USER_ID].to_numpy()
     outside = np.setdiff1d(interactions[C.USER_ID].unique(), trained)
     chosen = np.random.default_rng(seed).choice(outside, min(users, len(outside)), replace=False)
     rows = interactions[interactions[C.USER_ID].isin(chosen)].sort_values([C.USER_ID, C.MOVIE_ID])
@@ -89,7 +82,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     users, relevant = carve(args.data, args.users, args.seed)
-    movies = read(args.data / "movies").sort_values(C.MOVIE_ID).reset_index(drop=True)
+    movies = read_frame(args.data / "movies").sort_values(C.MOVIE_ID).reset_index(drop=True)
     movie_ids = movies[C.MOVIE_ID].to_numpy(np.int64)
     model = saved.load(args.model / "model.keras")
     towers = twotower.arrays(model, catalogue_inputs(model, movies))
@@ -107,7 +100,7 @@ def main() -> None:
             flush=True,
         )
     if args.ease_lambdas:
-        train = read(args.data / "train")
+        train = read_frame(args.data / "train")
         matrix = ease.Matrix(train, int(train[C.USER_IDX].max()) + 1, EASE_DISLIKE_WEIGHT)
         for lam in (float(x) for x in args.ease_lambdas.split(",")):
             weights = ease.weights(matrix.gram(), lam)
@@ -117,4 +110,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as error:
+        raise SystemExit(f"fold_in_carve: {error}") from None

@@ -22,20 +22,12 @@ import numpy as np
 import pandas as pd
 
 from sparkrec.core import columns as C
-from sparkrec.train.dataset import Holdout, parquet_files
+from sparkrec.train.dataset import DataError, Holdout, read_frame
 
 ITERATIONS = 12
 BIAS_RIDGE = 2.0
 VALIDATION_SHARE = 0.1
-
-
-def read_split(directory: Path) -> pd.DataFrame:
-    columns = [C.USER_ID, C.MOVIE_ID, C.USER_IDX, C.MOVIE_IDX, C.RATING, C.LIKE]
-    files = parquet_files(directory)
-    if not files:
-        raise SystemExit(f"personal_signal: no Parquet files in {directory} (expected a prepare output's split)")
-    frame = pd.concat(pd.read_parquet(f, columns=columns) for f in files)
-    return frame.reset_index(drop=True)
+COLUMNS = (C.USER_ID, C.MOVIE_ID, C.USER_IDX, C.MOVIE_IDX, C.RATING, C.LIKE)
 
 
 def fit(users: np.ndarray, movies: np.ndarray, stars: np.ndarray, shape: tuple[int, int], rank: int, lam: float):
@@ -78,7 +70,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="seed of the holdout hash (default: %(default)s)")
     args = parser.parse_args()
 
-    train, test = read_split(args.data / "train"), read_split(args.data / "test")
+    train, test = read_frame(args.data / "train", COLUMNS), read_frame(args.data / "test", COLUMNS)
     user_ids, movie_ids = np.unique(train[C.USER_ID]), np.unique(train[C.MOVIE_ID])
     # A factorization has nothing to say about a user or movie it never saw.
     test = test[test[C.MOVIE_ID].isin(movie_ids) & test[C.USER_ID].isin(user_ids)]
@@ -111,4 +103,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as error:
+        raise SystemExit(f"personal_signal: {error}") from None

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -27,7 +28,7 @@ from sparkrec.train import callbacks, fitting
 from sparkrec.train import dataset as dataset_module
 from sparkrec.train import stages as training
 from sparkrec.train.config import TrainConfig
-from sparkrec.train.dataset import DataError, Feed, Holdout, open_prepared, shuffle_buffered
+from sparkrec.train.dataset import DataError, Feed, Holdout, open_prepared, read_frame, shuffle_buffered
 from sparkrec.train.negatives import NegativeSampler, pair_keys, popularity_cdf, read_catalogue, sampling_offsets
 from sparkrec.train.pairtrain import feed_arrays, make_feeds, predict, undo_sampling_bias
 
@@ -208,6 +209,18 @@ def test_the_tf_data_pipeline_yields_exactly_the_feeds_batches_with_negatives_an
                 assert part.keys() == wanted.keys()
                 for name in wanted:
                     np.testing.assert_array_equal(part[name], wanted[name])
+
+
+def test_read_frame_concatenates_a_directorys_parquet_files_in_name_order(tmp_path):
+    pd.DataFrame({"a": [3, 4], "b": [0.5, 1.5]}).to_parquet(tmp_path / "part-1.parquet")
+    pd.DataFrame({"a": [1, 2], "b": [2.5, 3.5]}).to_parquet(tmp_path / "part-0.parquet")
+    (tmp_path / "_SUCCESS").write_text("")
+    frame = read_frame(tmp_path, ("a",))
+    assert list(frame.columns) == ["a"] and frame["a"].tolist() == [1, 2, 3, 4]
+    assert frame.index.tolist() == [0, 1, 2, 3]
+    assert read_frame(tmp_path)["b"].tolist() == [2.5, 3.5, 0.5, 1.5]
+    with pytest.raises(DataError, match=f"no Parquet files in {tmp_path / 'empty'}"):
+        read_frame(tmp_path / "empty")
 
 
 def test_holdout_splits_train_disjointly_by_a_stable_hash(prepared_small):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from sparkrec.core import columns as C
@@ -73,6 +74,15 @@ def open_prepared(root: str | Path) -> Prepared:
 
 def parquet_files(split_dir: Path) -> list[Path]:
     return sorted(split_dir.glob("*.parquet"))
+
+
+def read_frame(directory: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A directory of Parquet files (a prepare output's split, movies/ or vocab table) as one pandas frame."""
+    files = parquet_files(directory)
+    if not files:
+        raise DataError(f"no Parquet files in {directory}")
+    columns = None if columns is None else list(columns)
+    return pd.concat(pd.read_parquet(path, columns=columns) for path in files).reset_index(drop=True)
 
 
 def check_split(split_dir: Path, vocab_sizes: Mapping[str, int]) -> int:

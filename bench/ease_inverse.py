@@ -18,10 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from sparkrec.core import columns as C
 from sparkrec.evaluate import ease
+from sparkrec.train.dataset import DataError, read_frame
+
+# Every rated movie counts 1: the binary rated-in-train matrix. The weight changes the values, not the costs.
+DISLIKE_WEIGHT = 1.0
 
 
 def timed(work):
@@ -36,8 +39,8 @@ def main() -> None:
     parser.add_argument("--lambda", dest="lam", type=float, default=300.0)
     args = parser.parse_args()
 
-    pairs = pq.read_table(args.data / "train", columns=[C.USER_IDX, C.MOVIE_IDX]).to_pandas()
-    matrix = ease.Matrix(pairs, int(pairs[C.USER_IDX].max()) + 1)
+    pairs = read_frame(args.data / "train", (C.USER_IDX, C.MOVIE_IDX, C.LIKE))
+    matrix = ease.Matrix(pairs, int(pairs[C.USER_IDX].max()) + 1, DISLIKE_WEIGHT)
     gram = matrix.gram()
     print(
         f"{len(matrix.items):,} movies rated in train, Gram matrix {gram.nbytes / 2**30:.2f} GiB (float32)", flush=True
@@ -60,4 +63,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as error:
+        raise SystemExit(f"ease_inverse: {error}") from None

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from sparkrec.core import columns as C
 from sparkrec.core import ranking
@@ -28,7 +27,7 @@ from sparkrec.score.factorize import factorize
 from sparkrec.score.keras_io import catalogue_inputs, load_keras_model, scored_model
 from sparkrec.score.scorers import Block, FastScorer, recommend_batch
 from sparkrec.train.config import TrainConfig
-from sparkrec.train.dataset import Holdout
+from sparkrec.train.dataset import DataError, Holdout, read_frame
 
 K = 10
 
@@ -64,12 +63,12 @@ def main() -> None:
     args = parser.parse_args()
     defaults = TrainConfig()
     columns = [C.USER_ID, C.USER_IDX, C.MOVIE_ID, C.MOVIE_IDX, C.LIKE]
-    train = pq.read_table(args.data / "train", columns=columns).to_pandas()
+    train = read_frame(args.data / "train", columns)
     held = Holdout(defaults.validation_fraction, defaults.seed).mask(
         train[C.USER_IDX].to_numpy(), train[C.MOVIE_IDX].to_numpy()
     )
     rated, holdout = train[~held], train[held]
-    catalogue = pq.read_table(args.data / "movies").to_pandas().sort_values(C.MOVIE_ID).reset_index(drop=True)
+    catalogue = read_frame(args.data / "movies").sort_values(C.MOVIE_ID).reset_index(drop=True)
     users = rated.groupby(C.USER_ID).agg(**{C.USER_IDX: (C.USER_IDX, "first"), C.WATCHED: (C.MOVIE_ID, list)})
     users = users.reset_index().loc[lambda frame: frame[C.USER_ID].isin(holdout[C.USER_ID])]
     liked = holdout[holdout[C.LIKE] == 1]
@@ -91,4 +90,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as error:
+        raise SystemExit(f"validation_ranking: {error}") from None

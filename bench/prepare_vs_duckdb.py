@@ -76,7 +76,7 @@ def warm_page_cache(raw: Path) -> None:
 
 def run_spark(raw: Path, output: Path, extra: list[str]) -> tuple[float, int, dict]:
     command = [
-        str(Path(sys.executable).parent / "spark-submit"),
+        str(Path(sys.executable).parent / "sparkrec-submit"),
         "--properties-file",
         str(ROOT / "conf/spark/local.conf"),
         str(ROOT / "jobs" / "prepare.py"),
@@ -86,13 +86,8 @@ def run_spark(raw: Path, output: Path, extra: list[str]) -> tuple[float, int, di
         str(output),
         *extra,
     ]
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PYSPARK_PYTHON": sys.executable,
-    }
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     with PeakRss(process.pid) as rss:
         _, stderr = process.communicate()
     seconds = time.perf_counter() - start

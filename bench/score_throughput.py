@@ -41,7 +41,7 @@ from sparkrec.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_SUBMIT = [
-    str(Path(sys.executable).parent / "spark-submit"),
+    str(Path(sys.executable).parent / "sparkrec-submit"),
     "--properties-file",
     str(ROOT / "conf" / "spark" / "local.conf"),
     # Spark runs one Python worker per core: numpy's BLAS must not start threads of its own.

@@ -105,7 +105,9 @@ def score(data: Path, model: Path, output: Path, settings: list[str]) -> tuple[d
         command += ["--set", setting]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if done.returncode != 0:
+        sys.exit(f"score_throughput: the score job above exited with {done.returncode}; run it alone to see why")
     return json.loads((output / "manifest.json").read_text()), time.perf_counter() - started
 
 
@@ -163,20 +165,24 @@ def als_recommend_for_all(data: Path, output: Path, rank: int) -> tuple[int, int
 def main() -> None:
     args = parse_args()
     data, work = Path(args.data).resolve(), Path(args.work).resolve()
+    if not (data / "manifest.json").is_file():
+        sys.exit(f"score_throughput: {data} is not a prepare job output (no manifest.json)")
     work.mkdir(parents=True, exist_ok=True)
-    # The random models and ALS's output go in a directory of this run's own, deleted at the end: nothing
+    # The random models and ALS's output go in a directory of this run's own, deleted however it ends: nothing
     # already under --work is removed (the score jobs' outputs there are replaced only if they are theirs).
-    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-    towers = Path(args.model).resolve() if args.model else random_model("twotower", data, scratch / "twotower-model")
-    als_rank = args.als_rank or vector_width(towers)
-    paper = random_model("paper", data, scratch / "paper-model")
-    print(f"cores {os.cpu_count()}, load average before {os.getloadavg()[0]:.1f}", flush=True)
-    ours, ours_wall = score(data, towers, work / "twotower", ["users=all", *args.overrides])
-    fast, fast_wall = score(data, paper, work / "fast", ["users=all", "path=fast", *args.overrides])
-    generic_settings = ["users=all", "path=generic", f"limit_users={args.generic_users}", *args.overrides]
-    generic, generic_wall = score(data, paper, work / "generic", generic_settings)
-    als_users, als_movies, als_seconds = als_recommend_for_all(data, scratch / "als", als_rank)
-    shutil.rmtree(scratch)
+    with tempfile.TemporaryDirectory(prefix="run-", dir=work) as run_dir:
+        scratch = Path(run_dir)
+        towers = (
+            Path(args.model).resolve() if args.model else random_model("twotower", data, scratch / "twotower-model")
+        )
+        als_rank = args.als_rank or vector_width(towers)
+        paper = random_model("paper", data, scratch / "paper-model")
+        print(f"cores {os.cpu_count()}, load average before {os.getloadavg()[0]:.1f}", flush=True)
+        ours, ours_wall = score(data, towers, work / "twotower", ["users=all", *args.overrides])
+        fast, fast_wall = score(data, paper, work / "fast", ["users=all", "path=fast", *args.overrides])
+        generic_settings = ["users=all", "path=generic", f"limit_users={args.generic_users}", *args.overrides]
+        generic, generic_wall = score(data, paper, work / "generic", generic_settings)
+        als_users, als_movies, als_seconds = als_recommend_for_all(data, scratch / "als", als_rank)
     print(f"load average after {os.getloadavg()[0]:.1f}; stage timings (s) of the two-tower run: {ours['timings_s']}")
     ours_rate, _ = describe("towers", ours, ours_wall)
     fast_rate, fast_cpu = describe("fast", fast, fast_wall)
